@@ -1,0 +1,56 @@
+"""Folding and unfolding time: the only place that knows how a batch of frames maps to clips.
+
+A 2D backbone sees a batch of frames ``(N*T, C, H, W)`` where the frames of one clip are
+consecutive (clip-major, as the recognizer flattens ``(N, T, C, H, W)``). Every temporal module
+goes through these helpers so that the convention lives in one file.
+
+Splitting the leading dimension is a view for any memory format (it is the outermost dimension),
+so nothing here copies: a channels_last batch stays channels_last.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def clips_in_batch(x: Tensor, num_segments: int, who: str) -> int:
+    """Number of clips ``N`` in a ``(N*T, C, H, W)`` batch; a clear error when it does not fold."""
+    if x.dim() != 4:
+        raise ValueError(f"{who} expects a 4-D (N*T, C, H, W) tensor, got shape {tuple(x.shape)}")
+    frames = x.shape[0]
+    if frames % num_segments != 0:
+        raise ValueError(
+            f"{who}: a batch of {frames} frames is not a multiple of num_segments={num_segments}; "
+            "the input must hold whole clips of num_segments frames each"
+        )
+    return frames // num_segments
+
+
+def split_time(x: Tensor, num_segments: int) -> Tensor:
+    """``(N*T, *rest)`` -> ``(N, T, *rest)`` as a view."""
+    return x.view(-1, num_segments, *x.shape[1:])
+
+
+def merge_time(x: Tensor) -> Tensor:
+    """``(N, T, *rest)`` -> ``(N*T, *rest)`` (a view when the layout allows)."""
+    return x.reshape(-1, *x.shape[2:])
+
+
+def take_next(x: Tensor) -> Tensor:
+    """Frame t receives frame t+1, the last frame zeros; ``x`` is ``(N, T, ...)``."""
+    return torch.cat((x[:, 1:], torch.zeros_like(x[:, :1])), dim=1)
+
+
+def take_previous(x: Tensor) -> Tensor:
+    """Frame t receives frame t-1, the first frame zeros; ``x`` is ``(N, T, ...)``."""
+    return torch.cat((torch.zeros_like(x[:, :1]), x[:, :-1]), dim=1)
+
+
+def same_format_as(y: Tensor, like: Tensor) -> Tensor:
+    """``y`` in ``like``'s memory format (channels_last or contiguous), copied only if needed."""
+    # a tensor that is both (1x1 maps, one channel) counts as contiguous
+    channels_last = like.is_contiguous(memory_format=torch.channels_last)
+    if y.dim() == 4 and channels_last and not like.is_contiguous():
+        return y.contiguous(memory_format=torch.channels_last)
+    return y.contiguous()

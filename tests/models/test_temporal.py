@@ -1,0 +1,223 @@
+"""GSM, GSF and TSM against slow references written from the definitions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from gateshift.models.temporal import GateShift, GateShiftFuse, TemporalShift, make_temporal
+from gateshift.models.temporal.gsm import _GatedShift, gated_shift_reference
+
+from .reference_impl import reference_gsf, reference_gsm, reference_tsm
+
+
+def _randomise(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial parameters and BN statistics so every term of the maths matters."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+        for name, b in module.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(torch.randn(b.shape, generator=gen) * 0.1)
+            elif name.endswith("running_var"):
+                b.copy_(torch.rand(b.shape, generator=gen) + 0.5)
+    return module
+
+
+def _frames(n: int, t: int, c: int, hw: int = 5, *, channels_last: bool = False) -> torch.Tensor:
+    x = torch.randn(n * t, c, hw, hw + 1, generator=torch.Generator().manual_seed(1))
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+# ---------------------------------------------------------------- GSM
+
+
+def test_gsm_worked_example_from_reference() -> None:
+    c, t = 8, 4
+    x = (torch.arange(t * c, dtype=torch.float32) + 1).view(t, c, 1, 1)  # x[t, c] = 8t + c + 1
+    gsm = GateShift(c, t).eval()
+    zero_gate = gsm(x).flatten(1)
+    assert zero_gate[0].tolist() == [1, 3, 2, 4, 5, 7, 6, 8]
+    with torch.no_grad():
+        gsm.conv3D.bias.fill_(50.0)  # tanh(50) == 1 in float32: gate forced to 1
+    one_gate = gsm(x).flatten(1)
+    assert one_gate[0].tolist() == [9, 11, 10, 12, 0, 0, 0, 0]
+    assert one_gate[1].tolist() == [17, 19, 18, 20, 5, 7, 6, 8]
+
+
+@pytest.mark.parametrize("interleave", [True, False])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("training", [False, True])
+def test_gsm_matches_reference(interleave: bool, channels_last: bool, training: bool) -> None:
+    gsm = _randomise(GateShift(8, 3, interleave=interleave)).train(training)
+    x = _frames(2, 3, 8, channels_last=channels_last)
+    expected = reference_gsm(gsm, x, training=training)
+    got = gsm(x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert got.is_contiguous(memory_format=torch.channels_last) == channels_last or x.shape[-1] == 1
+
+
+def test_gsm_zero_init_is_the_interleave_permutation() -> None:
+    gsm = GateShift(16, 4).eval()
+    assert torch.count_nonzero(gsm.conv3D.weight) == 0 and torch.count_nonzero(gsm.conv3D.bias) == 0
+    x = _frames(1, 4, 16)
+    half = [2 * (i % 4) + i // 4 for i in range(8)]  # where old channel i of a half goes
+    perm = [0] * 16
+    for g in range(2):
+        for i in range(8):
+            perm[g * 8 + half[i]] = g * 8 + i
+    torch.testing.assert_close(gsm(x), x[:, perm])
+    plain = GateShift(16, 4, interleave=False).eval()
+    torch.testing.assert_close(plain(x), x)
+
+
+@pytest.mark.parametrize("interleave", [True, False])
+def test_fused_gated_shift_gradcheck(interleave: bool) -> None:
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(6, 8, 3, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    gate = (torch.rand(2, 3, 2, 3, 4, dtype=torch.float64, generator=gen) * 2 - 1).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: _GatedShift.apply(a, b, 3, interleave), (x, gate))
+
+
+def test_gsm_module_gradcheck_float64() -> None:
+    gsm = _randomise(GateShift(4, 3)).double().eval()
+    x = torch.randn(6, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gsm, (x,))
+
+
+def test_fused_and_reference_gradients_agree_channels_last() -> None:
+    x = _frames(2, 4, 8, channels_last=True).requires_grad_()
+    gate = torch.rand(2, 4, 2, 5, 6, requires_grad=True)
+    weights = torch.randn(8, 8, 5, 6)
+    (_GatedShift.apply(x, gate, 4, True) * weights).sum().backward()
+    gx, gg = x.grad.clone(), gate.grad.clone()
+    x.grad = gate.grad = None
+    (gated_shift_reference(x, gate, 4, True) * weights).sum().backward()
+    torch.testing.assert_close(gx, x.grad)
+    torch.testing.assert_close(gg, gate.grad)
+
+
+def test_gsm_parameter_count_is_29c_plus_2() -> None:
+    for c in (8, 64, 352):
+        assert sum(p.numel() for p in GateShift(c, 8).parameters()) == 29 * c + 2
+
+
+def test_gate_state_dict_round_trips_the_published_conv3d_layout() -> None:
+    gsm = _randomise(GateShift(8, 4))
+    weight5 = gsm.state_dict()["conv3D.weight"]
+    # tap k of group g in the stored 2-D form is the published kernel [g, :, k]
+    torch.testing.assert_close(gsm.conv3D.weight[3 * 1 + 2], weight5[1, :, 2])
+    other = GateShift(8, 4)
+    other.load_state_dict(gsm.state_dict())
+    torch.testing.assert_close(other.conv3D.weight, gsm.conv3D.weight)
+    x = _frames(1, 4, 8)
+    torch.testing.assert_close(other.eval()(x), gsm.eval()(x))
+
+
+def test_gsm_state_dict_names_follow_the_release() -> None:
+    keys = set(GateShift(64, 8).state_dict())
+    assert {"conv3D.weight", "conv3D.bias", "bn.weight", "bn.running_var"} <= keys
+    assert GateShift(64, 8).state_dict()["conv3D.weight"].shape == (2, 32, 3, 3, 3)
+
+
+# ---------------------------------------------------------------- GSF
+
+
+@pytest.mark.parametrize(("channels", "ratio"), [(8, 100), (16, 25), (16, 50)])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("training", [False, True])
+def test_gsf_matches_reference(
+    channels: int, ratio: float, channels_last: bool, training: bool
+) -> None:
+    gsf = _randomise(GateShiftFuse(channels, 3, ratio=ratio)).train(training)
+    x = _frames(2, 3, channels, channels_last=channels_last)
+    torch.testing.assert_close(gsf(x), reference_gsf(gsf, x, training), rtol=1e-5, atol=1e-5)
+
+
+def test_gsf_channels_and_parameters() -> None:
+    gsf = GateShiftFuse(256, 8, ratio=25)
+    assert gsf.processed == 64
+    assert gsf.bn.weight.shape == (64,)
+    assert gsf.state_dict()["conv3D.weight"].shape == (2, 32, 3, 3, 3)
+    assert sum(p.numel() for p in gsf.parameters()) == 29 * 64 + 40
+    assert torch.count_nonzero(gsf.conv3D.weight) > 0  # default init, not zero like GSM
+
+
+@pytest.mark.parametrize(("channels", "ratio"), [(64, 35), (10, 100), (64, 0), (64, 150)])
+def test_gsf_bad_ratio_is_a_construction_error(channels: int, ratio: float) -> None:
+    with pytest.raises(ValueError, match="GateShiftFuse"):
+        GateShiftFuse(channels, 8, ratio=ratio)
+
+
+def test_gsf_gradcheck_float64() -> None:
+    gsf = _randomise(GateShiftFuse(8, 3, ratio=50)).double().eval()
+    x = torch.randn(6, 8, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gsf, (x,))
+
+
+# ---------------------------------------------------------------- TSM
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_tsm_matches_reference(channels_last: bool) -> None:
+    x = _frames(2, 4, 16, channels_last=channels_last)
+    out = TemporalShift(16, 4)(x)
+    torch.testing.assert_close(out, reference_tsm(x, 4, 8), rtol=0, atol=0)
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+def test_tsm_gradcheck_and_no_parameters() -> None:
+    tsm = TemporalShift(16, 3, shift_div=4)
+    assert not list(tsm.parameters())
+    x = torch.randn(6, 16, 2, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(tsm, (x,))
+
+
+# ---------------------------------------------------------------- shared contract
+
+
+@pytest.mark.parametrize("kind", ["gsm", "gsf", "tsm"])
+def test_batch_not_a_multiple_of_segments_is_a_clear_error(kind: str) -> None:
+    module = make_temporal(kind, 16, num_segments=8)
+    with pytest.raises(ValueError, match="not a multiple of num_segments=8"):
+        module(torch.randn(12, 16, 4, 4))
+
+
+@pytest.mark.parametrize("kind", ["gsm", "gsf", "tsm"])
+def test_wrong_channel_count_is_a_clear_error(kind: str) -> None:
+    module = make_temporal(kind, 16, num_segments=2)
+    with pytest.raises(ValueError, match="built for 16 channels"):
+        module(torch.randn(4, 8, 4, 4))
+
+
+@pytest.mark.parametrize("kind", ["gsm", "gsf", "tsm"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_matches_float32(kind: str, dtype: torch.dtype) -> None:
+    module = _randomise(make_temporal(kind, 16, num_segments=4)).eval()
+    x = _frames(2, 4, 16)
+    expected = module(x)
+    got = module.to(dtype)(x.to(dtype))
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.float(), expected, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("kind", ["gsm", "gsf", "tsm"])
+def test_bf16_autocast_backward_runs(kind: str) -> None:
+    module = _randomise(make_temporal(kind, 16, num_segments=4)).train()
+    conv = nn.Conv2d(3, 16, 3, padding=1)
+    x = torch.randn(8, 3, 6, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = module(conv(x))
+    out.float().square().mean().backward()
+    assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all()
+
+
+@pytest.mark.parametrize("kind", ["gsm", "gsf", "tsm"])
+def test_torch_export_matches_eager(kind: str) -> None:
+    module = _randomise(make_temporal(kind, 16, num_segments=4)).eval()
+    x = _frames(1, 4, 16)
+    expected = module(x)
+    exported = torch.export.export(module, (x,))
+    torch.testing.assert_close(exported.module()(x), expected)
