@@ -1,0 +1,1 @@
+"""2D backbones written in this repository (no torchvision), each with its input spec."""
