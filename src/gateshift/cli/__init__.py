@@ -1,0 +1,1 @@
+"""The ``gateshift`` command line: one small module per subcommand (parse, call, print)."""

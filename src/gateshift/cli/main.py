@@ -1,0 +1,49 @@
+"""Entry point of the ``gateshift`` command: builds the parser from the subcommand modules."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from gateshift import __version__
+from gateshift.cli import models_cmd, profile_cmd
+
+SUBCOMMANDS = (models_cmd, profile_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateshift",
+        description="Video action recognition with GSM, GSF, TSM and TSN.",
+    )
+    parser.add_argument("--version", action="version", version=f"gateshift {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging and full tracebacks"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.run(args) or 0)
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
+        if args.verbose or os.environ.get("GATESHIFT_TRACEBACK"):
+            raise
+        print(f"gateshift {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
