@@ -1,0 +1,4 @@
+"""Video data: annotation parsers, readers, sampling, clip transforms, datasets.
+
+Never imports :mod:`gateshift.models` or :mod:`gateshift.engine`.
+"""
