@@ -1,0 +1,20 @@
+"""Shared fixtures: small datasets made on the fly (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded dataset at toy size: 11 classes x (2 train + 1 val) videos of 8 frames."""
+    from gateshift.data.synthetic import generate
+
+    root = tmp_path_factory.mktemp("synthetic")
+    generate(root, seed=0, videos_per_class=2, val_per_class=1, size=32, num_frames=8, force=True)
+    return root
