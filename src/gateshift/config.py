@@ -1,0 +1,191 @@
+"""The typed configuration tree: the single home of every default.
+
+``Config`` = ``model`` + ``data`` + ``optim`` + ``train`` + ``eval`` + ``out_dir`` + ``seed``,
+as dataclasses read through OmegaConf: a YAML file under ``configs/`` is merged over these
+defaults, then dotted overrides from the command line (``optim.lr=0.02 model.num_segments=16``).
+Unknown keys and values of the wrong type are errors naming the key (OmegaConf's), and
+:func:`validate` adds the checks types cannot express. The defaults are the papers' recipe
+(GSM arXiv 1912.00381, Sec. 4.1; GSF arXiv 2203.08897): SGD momentum 0.9, lr 0.01 per 32 clips
+scaled linearly with the global batch, weight decay 5e-4, 10 warm-up epochs then cosine to 60,
+gradient-norm clip 20, dropout 0.5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+DATA_FORMATS = (
+    "folder", "list", "tsn_list", "prepared", "sthv1", "sthv2", "diving48", "epic100",
+    "kinetics", "ucf101", "hmdb51",
+)  # fmt: skip
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet50_gsm"  # {backbone}_{tsn|tsm|gsm|gsf}; `gateshift models` lists them
+    num_segments: int = 8  # frames per clip (T)
+    pretrained: str | None = None  # ImageNet weight file for the backbone
+    init_from: str | None = None  # start from a checkpoint: authors' .pth.tar or a run dir
+    dropout: float = 0.5
+    interleave: bool = True  # GSM/GSF channel interleave of the released code
+    gsf_ratio: float | None = None  # percent of channels GSF processes (family default)
+    shift_div: int = 8  # TSM: 1/shift_div of channels shift each way
+    width: int | None = None  # ResNet base width (64 as published; 16 for the demo's slim net)
+    partial_bn: bool = False  # freeze every BN but the first (TSN's partial BN)
+
+
+@dataclass
+class DataConfig:
+    format: str = "folder"  # one of DATA_FORMATS
+    root: str = ""  # dataset root (required)
+    train_split: str = "train"
+    val_split: str = "val"
+    annotations: dict[str, str] = field(default_factory=dict)  # per-format file overrides
+    sampling: Literal["segments", "dense"] = "segments"
+    frame_interval: int = 8  # dense sampling: stride between the num_segments frames
+    scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
+    flip: bool = True  # random horizontal flip (with the dataset's left/right label swap)
+    label_map: dict[int, int] | None = None  # explicit flip label swap
+    randaugment: str | None = None  # e.g. "rand-m9-mstd0.5" (GSF recipe)
+    crop_size: int | None = None  # default: the backbone's input spec
+    resize_size: int | None = None  # default: the backbone's input spec
+    num_workers: int = 2
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.01  # learning rate for a global batch of `lr_batch` clips
+    lr_batch: int = 32  # lr scales linearly with (global batch / lr_batch)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 10.0
+    warmup_factor: float = 0.1  # warm-up starts at warmup_factor * lr
+    min_lr: float = 0.0  # cosine ends here
+    clip_grad_norm: float = 20.0  # 0 disables
+    bias_lr_mult: float = 2.0  # TSN policy: biases learn twice as fast...
+    bias_decay_mult: float = 0.0  # ...without weight decay
+    bn_decay_mult: float = 0.0  # BN scale/shift: no weight decay
+    head_lr_mult: float = 1.0  # the new classifier (5 in TSN's fine-tuning option)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 8  # clips per process per step
+    accumulate: int = 1  # gradient accumulation steps
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
+    channels_last: bool = True
+    eval_every: int = 1  # validate every k epochs (0: never)
+    checkpoint_every: int = 0  # also checkpoint every N optimiser steps (0: epochs only)
+    keep_checkpoints: int = 2  # step/epoch checkpoints kept besides last and best
+    resume: str = "auto"  # auto (latest in out_dir), never, or a checkpoint path
+    max_steps: int = 0  # stop after this many optimiser steps (0: no limit; smoke runs)
+    log_every: int = 10  # steps between metric lines
+    tensorboard: bool = True
+    best_metric: str = "top1"
+
+
+@dataclass
+class EvalConfig:
+    split: str = ""  # default: data.val_split
+    num_clips: int = 1
+    num_crops: int = 1  # 1, 3 or 10
+    batch_size: int = 4
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    out_dir: str = "runs/${model.name}"
+    seed: int = 0
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the key."""
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults <- YAML file <- ``key=value`` overrides, validated; returns a typed Config."""
+    try:
+        cfg: DictConfig = OmegaConf.structured(Config)
+        if path is not None:
+            path = Path(path)
+            if not path.is_file():
+                raise FileNotFoundError(f"config file not found: {path}")
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))  # type: ignore[assignment]
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"overrides must look like key=value, got {bad[0]!r}")
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))  # type: ignore[assignment]
+        OmegaConf.resolve(cfg)
+        config: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    except OmegaConfBaseException as err:
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"config error{where}: {_first_lines(err)}") from None
+    validate(config)
+    return config
+
+
+def _first_lines(err: Exception) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    key = next((ln for ln in lines if ln.startswith("full_key:")), "")
+    return f"{lines[0]} ({key})" if key else lines[0]
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def validate(cfg: Config) -> None:
+    """Checks beyond types; each error names the key."""
+    _require(cfg.model.num_segments >= 1, "model.num_segments", "must be >= 1")
+    _require(0.0 <= cfg.model.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+    _require(cfg.data.format in DATA_FORMATS, "data.format",
+             f"{cfg.data.format!r} is not one of {', '.join(DATA_FORMATS)}")  # fmt: skip
+    _require(bool(cfg.data.root), "data.root", "is required (the dataset root folder)")
+    _require(cfg.data.num_workers >= 0, "data.num_workers", "must be >= 0")
+    _require(all(0 < s <= 1 for s in cfg.data.scales) and bool(cfg.data.scales),
+             "data.scales", "must be fractions in (0, 1]")  # fmt: skip
+    _require(cfg.optim.lr > 0, "optim.lr", "must be positive")
+    _require(cfg.optim.lr_batch >= 1, "optim.lr_batch", "must be >= 1")
+    _require(cfg.optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+    _require(0 < cfg.optim.warmup_factor <= 1, "optim.warmup_factor", "must be in (0, 1]")
+    _require(cfg.optim.warmup_epochs >= 0, "optim.warmup_epochs", "must be >= 0")
+    _require(cfg.train.epochs >= 1, "train.epochs", "must be >= 1")
+    _require(cfg.train.batch_size >= 1, "train.batch_size", "must be >= 1")
+    _require(cfg.train.accumulate >= 1, "train.accumulate", "must be >= 1")
+    _require(cfg.train.max_steps >= 0, "train.max_steps", "must be >= 0")
+    _require(cfg.eval.num_crops in (1, 3, 10), "eval.num_crops", "must be 1, 3 or 10")
+    _require(cfg.eval.num_clips >= 1, "eval.num_clips", "must be >= 1")
+    _require(bool(cfg.out_dir), "out_dir", "is required")
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.structured(cfg))  # type: ignore[return-value]
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """A Config from a saved dict (e.g. a checkpoint's resolved config), validated."""
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(data))
+        config: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"saved config is invalid: {_first_lines(err)}") from None
+    validate(config)
+    return config

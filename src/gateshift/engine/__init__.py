@@ -1,0 +1,1 @@
+"""Training, evaluation, checkpoints, optimisation, distributed helpers and metrics."""
