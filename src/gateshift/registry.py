@@ -62,7 +62,7 @@ def create_model(
 
     Extra keyword arguments go to the builder: ``dropout`` (0.5), ``interleave`` (True, GSM/GSF
     channel interleave of the released code), ``gsf_ratio`` (percent of channels GSF processes;
-    the backbone family's default), ``shift_div`` (8, TSM).
+    the backbone family's default), ``shift_div`` (8, TSM), ``width`` (ResNet base width, 64).
     """
     model = model_builder(name)(num_classes=num_classes, num_segments=num_segments, **kwargs)
     if pretrained is not None:

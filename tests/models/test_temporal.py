@@ -200,7 +200,7 @@ def test_low_precision_matches_float32(kind: str, dtype: torch.dtype) -> None:
     expected = module(x)
     got = module.to(dtype)(x.to(dtype))
     assert got.dtype == dtype
-    torch.testing.assert_close(got.float(), expected, rtol=0.05, atol=0.05)
+    torch.testing.assert_close(got.float(), expected, rtol=0.05, atol=0.1)  # ~3 digits
 
 
 @pytest.mark.parametrize("kind", ["gsm", "gsf", "tsm"])

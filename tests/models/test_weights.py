@@ -124,11 +124,11 @@ def test_wrong_class_count_names_the_shape(tmp_path: Path) -> None:
 def test_corrupt_checkpoint_is_refused_with_the_file_name(tmp_path: Path) -> None:
     path = tmp_path / "broken.pth.tar"
     path.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(ValueError, match="broken.pth.tar"):
+    with pytest.raises(ValueError, match=r"broken\.pth\.tar"):
         gateshift.load_official_checkpoint(
             gateshift.create_model("resnet18_gsm", num_classes=3), path
         )
-    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere\.pth"):
         gateshift.load_pretrained(
             gateshift.create_model("resnet18_gsm", num_classes=3), tmp_path / "nowhere.pth"
         )

@@ -34,7 +34,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(run=run)
+    p.set_defaults(handler=run)
 
 
 def parse_options(pairs: list[str]) -> dict[str, str]:
@@ -64,8 +64,10 @@ def _print_text(report: CheckReport) -> None:
         if counts:
             low = min(counts, key=lambda k: counts[k])
             high = max(counts, key=lambda k: counts[k])
-            print(f"{name}: {len(counts)} (fewest items {counts[low]} {low!r}, "
-                  f"most {counts[high]} {high!r})")  # fmt: skip
+            print(
+                f"{name}: {len(counts)} (fewest items {counts[low]} {low!r}, "
+                f"most {counts[high]} {high!r})"
+            )
     if report.bad:
         print("bad items:")
         for item in report.bad:

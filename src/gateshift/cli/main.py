@@ -9,9 +9,27 @@ import sys
 from collections.abc import Sequence
 
 from gateshift import __version__
-from gateshift.cli import models_cmd, profile_cmd
+from gateshift.cli import (
+    data_cmd,
+    demo_cmd,
+    ensemble_cmd,
+    evaluate_cmd,
+    models_cmd,
+    predict_cmd,
+    profile_cmd,
+    train_cmd,
+)
 
-SUBCOMMANDS = (models_cmd, profile_cmd)
+SUBCOMMANDS = (
+    demo_cmd,
+    models_cmd,
+    profile_cmd,
+    data_cmd,
+    train_cmd,
+    evaluate_cmd,
+    ensemble_cmd,
+    predict_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     try:
-        return int(args.run(args) or 0)
+        return int(args.handler(args) or 0)
     except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
         if args.verbose or os.environ.get("GATESHIFT_TRACEBACK"):
             raise

@@ -17,7 +17,7 @@ def register(sub: Any) -> None:
     p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'resnet50_*'")
     p.add_argument("--params", action="store_true", help="build each model and count parameters")
     p.add_argument("--classes", type=int, default=174, help="classes for --params (default 174)")
-    p.set_defaults(run=run)
+    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

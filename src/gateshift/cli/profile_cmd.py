@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
     p.add_argument("--repeats", type=int, default=10, help="timed runs, median reported")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(run=run)
+    p.set_defaults(handler=run)
 
 
 def _cost(name: str, args: argparse.Namespace, size: int) -> Cost:
@@ -65,12 +65,21 @@ def run(args: argparse.Namespace) -> int:
     tsn = cost if tsn_name == args.name else _cost(tsn_name, args, size)
     if args.json:
         out = {
-            "model": args.name, "frames": args.frames, "size": size, "batch": args.batch,
-            "bf16": args.bf16, "channels_last": args.channels_last, "device": args.device,
+            "model": args.name,
+            "frames": args.frames,
+            "size": size,
+            "batch": args.batch,
+            "bf16": args.bf16,
+            "channels_last": args.channels_last,
+            "device": args.device,
             "threads": torch.get_num_threads(),
-            "params": cost.params, "flops": cost.flops, "latency_s": cost.latency_s,
-            "tsn_params": tsn.params, "tsn_flops": tsn.flops, "tsn_latency_s": tsn.latency_s,
-        }  # fmt: skip
+            "params": cost.params,
+            "flops": cost.flops,
+            "latency_s": cost.latency_s,
+            "tsn_params": tsn.params,
+            "tsn_flops": tsn.flops,
+            "tsn_latency_s": tsn.latency_s,
+        }
         print(json.dumps(out))
         return 0
     fmt = ("bf16" if args.bf16 else "fp32") + (" channels_last" if args.channels_last else "")
@@ -81,11 +90,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'':<18}{args.name:>18}{tsn_name:>18}{'overhead':>11}")
     rows = (
         ("parameters", f"{cost.params:,}", f"{tsn.params:,}", _pct(cost.params, tsn.params)),
-        ("GFLOPs / clip", f"{cost.flops / 1e9:.3f}", f"{tsn.flops / 1e9:.3f}",
-         _pct(cost.flops, tsn.flops)),
-        ("latency (s)", f"{cost.latency_s:.4f}", f"{tsn.latency_s:.4f}",
-         _pct(cost.latency_s, tsn.latency_s)),
-    )  # fmt: skip
+        (
+            "GFLOPs / clip",
+            f"{cost.flops / 1e9:.3f}",
+            f"{tsn.flops / 1e9:.3f}",
+            _pct(cost.flops, tsn.flops),
+        ),
+        (
+            "latency (s)",
+            f"{cost.latency_s:.4f}",
+            f"{tsn.latency_s:.4f}",
+            _pct(cost.latency_s, tsn.latency_s),
+        ),
+    )
     for label, a, b, pct in rows:
         print(f"{label:<18}{a:>18}{b:>18}{pct:>11}")
     return 0

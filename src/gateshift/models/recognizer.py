@@ -36,6 +36,8 @@ class Recognizer(nn.Module):
         self.num_segments = num_segments
         self.temporal = temporal
         self.name = name
+        #: label names per label set, filled in by training / load_model (not saved in weights)
+        self.classes: list[list[str]] = []
 
     @property
     def input_spec(self) -> InputSpec:

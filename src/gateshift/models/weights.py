@@ -81,7 +81,8 @@ def _numpy_scalar_globals() -> list[Any]:
     except ImportError:
         return []
     core = getattr(np, "_core", None) or np.core  # numpy 2 renamed the module
-    dtypes = [t for t in vars(np.dtypes).values() if isinstance(t, type) and issubclass(t, np.dtype)]
+    found = vars(np.dtypes).values()
+    dtypes = [t for t in found if isinstance(t, type) and issubclass(t, np.dtype)]
     return [core.multiarray.scalar, np.dtype, *dtypes]
 
 
@@ -196,6 +197,23 @@ def official_state_dict(payload: Mapping[str, Any], source: str) -> dict[str, Te
     return {k.removeprefix("module."): v for k, v in _tensors(state, source).items()}
 
 
+def map_official_checkpoint(
+    model: Recognizer, payload: Mapping[str, Any], source: str
+) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The authors' checkpoint ``payload`` under ``model``'s key names, and ours -> theirs."""
+    state = official_state_dict(payload, source)
+    backbone_rules = _site_rules(model.backbone, official=True)
+    rules = {f"base_model.{src}": f"backbone.{dst}" for src, dst in backbone_rules.items()}
+    rules["base_model."] = "backbone."
+    rules["new_fc."] = "head.fc."
+    for classifier in model.backbone.imagenet_classifier:
+        rules[f"base_model.{classifier}"] = "head.fc."
+    mapped = _rename(state, rules)
+    return {new: state[key] for key, new in mapped.items()}, {
+        new: key for key, new in mapped.items()
+    }
+
+
 def load_official_checkpoint(model: Recognizer, path: str | Path) -> dict[str, Any]:
     """Load a ``.pth.tar`` saved by the authors' GSM or GSF code into ``model``, strictly.
 
@@ -204,16 +222,7 @@ def load_official_checkpoint(model: Recognizer, path: str | Path) -> dict[str, A
     Returns the file's other entries (epoch, arch, best_prec1, ...).
     """
     payload = read_weights(path)
-    state = official_state_dict(payload, str(path))
-    backbone_rules = _site_rules(model.backbone, official=True)
-    rules = {f"base_model.{src}": f"backbone.{dst}" for src, dst in backbone_rules.items()}
-    rules["base_model."] = "backbone."
-    rules["new_fc."] = "head.fc."
-    for classifier in model.backbone.imagenet_classifier:
-        rules[f"base_model.{classifier}"] = "head.fc."
-    mapped = _rename(state, rules)
-    ours = {new: state[key] for key, new in mapped.items()}
-    names = {new: key for key, new in mapped.items()}
+    ours, names = map_official_checkpoint(model, payload, str(path))
     load_strict(
         model,
         ours,

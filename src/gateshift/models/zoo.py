@@ -36,9 +36,18 @@ def build_recognizer(
     interleave: bool = True,
     gsf_ratio: float | None = None,
     shift_div: int = 8,
+    width: int | None = None,
 ) -> Recognizer:
-    """A backbone with ``temporal`` modules at its published places, a head, average consensus."""
-    backbone = BACKBONES[backbone_name]()
+    """A backbone with ``temporal`` modules at its published places, a head, average consensus.
+
+    ``width``: base channel width of ResNet backbones (64 as published; smaller for slim nets).
+    """
+    if width is None:
+        backbone = BACKBONES[backbone_name]()
+    elif backbone_name.startswith("resnet"):
+        backbone = ResNet(int(backbone_name.removeprefix("resnet")), width=width)
+    else:
+        raise ValueError(f"width applies to ResNet backbones, not {backbone_name}")
     if temporal != "tsn":
         sites = backbone.temporal_sites(temporal)
         ratio = backbone.default_gsf_ratio if gsf_ratio is None else gsf_ratio

@@ -1,6 +1,8 @@
 """ResNet-18/34/50/101 (He et al., arXiv 1512.03385), v1.5 as in torchvision (stride on the 3x3).
 
-State-dict keys equal torchvision's, so its ImageNet ``.pth`` files load as they are.
+State-dict keys equal torchvision's, so its ImageNet ``.pth`` files load as they are. ``width``
+(64 in the paper) scales every stage: ``width=16`` gives a slim ResNet with the same layout and
+keys and 1/16 of the compute, the small backbone the embedded demo trains from scratch on CPU.
 
 Temporal placement:
 
@@ -87,18 +89,21 @@ class ResNet(Backbone):
     layer3: nn.Sequential
     layer4: nn.Sequential
 
-    def __init__(self, depth: int = 50) -> None:
+    def __init__(self, depth: int = 50, *, width: int = 64) -> None:
         super().__init__()
         if depth not in _LAYOUTS:
             raise ValueError(f"ResNet depth must be one of {sorted(_LAYOUTS)}, got {depth}")
+        if width < 4 or width % 4:
+            raise ValueError(f"ResNet width must be a positive multiple of 4, got {width}")
         block, counts = _LAYOUTS[depth]
         self.depth = depth
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        cin = 64
-        for i, (planes, count) in enumerate(zip((64, 128, 256, 512), counts, strict=True)):
+        cin = width
+        stages = (width, 2 * width, 4 * width, 8 * width)
+        for i, (planes, count) in enumerate(zip(stages, counts, strict=True)):
             stride = 1 if i == 0 else 2
             blocks: list[nn.Module] = []
             for j in range(count):

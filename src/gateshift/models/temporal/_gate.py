@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gateshift.models.temporal._time import split_time, take_next, take_previous
+from gateshift.models.temporal._time import split_time
 
 
 class GateConv(nn.Module):
@@ -91,11 +91,14 @@ def make_gate_layers(channels: int, *, zero_init: bool) -> tuple[nn.BatchNorm2d,
 
 def spatiotemporal_gate(x: Tensor, bn: nn.Module, conv: GateConv, num_segments: int) -> Tensor:
     """Gate planes ``(N, T, 2, H, W)`` in [-1, 1] for frames ``x`` of shape ``(N*T, C, H, W)``."""
-    responses = F.conv2d(F.relu(bn(x)), conv.weight, None, padding=1, groups=2)  # (N*T, 6, H, W)
-    responses = split_time(responses, num_segments).unflatten(2, (2, 3))  # (N, T, 2, 3, H, W)
-    gate = (
-        take_previous(responses[:, :, :, 0])  # tap 0 reads frame t-1
-        + responses[:, :, :, 1]  # tap 1 reads frame t
-        + take_next(responses[:, :, :, 2])  # tap 2 reads frame t+1
-    )  # (N, T, 2, H, W)
-    return torch.tanh(gate + conv.bias.view(1, 1, 2, 1, 1).to(gate.dtype))
+    # Each group gets a 4th, all-zero kernel: oneDNN's NCHW grouped convolution is ~20x faster
+    # with 4 outputs per group than with 3 (measured: 9.1 ms vs 0.38 ms for 64 channels at
+    # 8x28x28); in channels_last the two take the same time.
+    taps = conv.weight.view(2, 3, *conv.weight.shape[1:])  # (2 groups, 3 taps, C/2, 3, 3)
+    padded = torch.cat((taps, taps.new_zeros(2, 1, *taps.shape[2:])), dim=1).flatten(0, 1)
+    responses = F.conv2d(F.relu(bn(x)), padded, None, padding=1, groups=2)  # (N*T, 8, H, W)
+    r = split_time(responses, num_segments).unflatten(2, (2, 4))  # (N, T, 2 groups, 4, H, W)
+    gate = r[:, :, :, 1] + conv.bias.view(1, 1, 2, 1, 1).to(r.dtype)  # tap 1 reads frame t
+    gate[:, 1:] += r[:, :-1, :, 0]  # tap 0 reads frame t-1 (zero before the first)
+    gate[:, :-1] += r[:, 1:, :, 2]  # tap 2 reads frame t+1 (zero after the last)
+    return torch.tanh(gate)  # (N, T, 2, H, W)

@@ -55,25 +55,28 @@ def check_channels(who: str, channels: int, interleave: bool) -> None:
 def _views(
     x: Tensor, out: Tensor, gate: Tensor, num_segments: int, interleave: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Input, output and gate as broadcast-compatible views indexed ``[n, t, half, ...]``.
+    """Input, output and gate as broadcast-compatible views indexed ``[n, t, half, a, b, h, w]``.
 
-    With the interleave, input channel ``g*C/2 + a*C/4 + b`` is viewed at ``[g, a, b]`` and the
-    output view puts the same ``[g, a, b]`` at channel ``g*C/2 + 2b + a``.
+    Input channel ``g*C/2 + a*C/4 + b`` is at ``[g, a, b]``; with the interleave the output view
+    puts the same ``[g, a, b]`` at channel ``g*C/2 + 2b + a``. Without it ``a`` has size 1.
     """
     c, h, w = x.shape[1:]
+    pairs = 2 if interleave else 1
+    xv = x.view(-1, num_segments, 2, pairs, c // (2 * pairs), h, w)  # (N, T, half, a, b, H, W)
     if interleave:
-        xv = x.view(-1, num_segments, 2, 2, c // 4, h, w)  # (N, T, half, a, b, H, W)
         ov = out.view(-1, num_segments, 2, c // 4, 2, h, w).transpose(3, 4)  # same indexing
-        gv = gate.view(-1, num_segments, 2, 1, 1, h, w)
     else:
-        xv = x.view(-1, num_segments, 2, c // 2, h, w)  # (N, T, half, C/2, H, W)
-        ov = out.view(-1, num_segments, 2, c // 2, h, w)
-        gv = gate.view(-1, num_segments, 2, 1, h, w)
-    return xv, ov, gv
+        ov = out.view(xv.shape)
+    return xv, ov, gate.view(-1, num_segments, 2, 1, h, w)  # gate: (N, T, half, 1, H, W)
 
 
 class _GatedShift(torch.autograd.Function):
-    """Fused ``Z = shift(G*X) + X - G*X`` (+ interleave) with hand-written gradients."""
+    """Fused ``Z = shift(G*X) + X - G*X`` (+ interleave) with hand-written gradients.
+
+    Work is split over the interleave's pair index ``a`` so the innermost loop runs over the
+    C/4 channels ``b``; left to itself, the iterator would pick ``a`` (length 2) innermost for a
+    channels_last output, which made the interleaved write 5x slower.
+    """
 
     @staticmethod
     def forward(
@@ -82,9 +85,11 @@ class _GatedShift(torch.autograd.Function):
         g = gate.to(x.dtype)
         out = torch.empty_like(x)  # keeps x's memory format
         xv, ov, gv = _views(x, out, g, num_segments, interleave)
-        torch.addcmul(xv, xv, gv, value=-1, out=ov)  # R = X - G*X everywhere
-        ov[:, :-1, 0].addcmul_(xv[:, 1:, 0], gv[:, 1:, 0])  # half 1 += gated next frame
-        ov[:, 1:, 1].addcmul_(xv[:, :-1, 1], gv[:, :-1, 1])  # half 2 += gated previous frame
+        for a in range(xv.shape[3]):
+            xa, oa = xv[:, :, :, a], ov[:, :, :, a]  # (N, T, half, b, H, W)
+            torch.addcmul(xa, xa, gv, value=-1, out=oa)  # R = X - G*X everywhere
+            oa[:, :-1, 0].addcmul_(xa[:, 1:, 0], gv[:, 1:, 0])  # half 1 += gated next frame
+            oa[:, 1:, 1].addcmul_(xa[:, :-1, 1], gv[:, :-1, 1])  # half 2 += gated previous frame
         ctx.save_for_backward(x, gate)
         ctx.num_segments = num_segments  # type: ignore[attr-defined]
         ctx.interleave = interleave  # type: ignore[attr-defined]
@@ -100,13 +105,15 @@ class _GatedShift(torch.autograd.Function):
         grad_out = same_format_as(grad_out.to(x.dtype), x)
         grad_x = torch.empty_like(x)
         xv, gov, gv = _views(x, grad_out, g, num_segments, interleave)
-        dv = grad_x.view(xv.shape)  # D, then dX, indexed like xv
-        torch.neg(gov, out=dv)
-        dv[:, 1:, 0].add_(gov[:, :-1, 0])  # half 1: D[t] = dZ[t-1] - dZ[t]
-        dv[:, :-1, 1].add_(gov[:, 1:, 1])  # half 2: D[t] = dZ[t+1] - dZ[t]
-        channel_dims = (3, 4) if interleave else (3,)
-        grad_gate = (xv * dv).sum(dim=channel_dims)  # (N, T, 2, H, W)
-        dv.mul_(gv).add_(gov)  # dX = dZ + G * D
+        dv = grad_x.view(xv.shape)  # D, then dX; indexed like xv
+        for a in range(xv.shape[3]):
+            da, ga = dv[:, :, :, a], gov[:, :, :, a]
+            torch.neg(ga, out=da)
+            da[:, 1:, 0].add_(ga[:, :-1, 0])  # half 1: D[t] = dZ[t-1] - dZ[t]
+            da[:, :-1, 1].add_(ga[:, 1:, 1])  # half 2: D[t] = dZ[t+1] - dZ[t]
+        grad_gate = (xv * dv).sum(dim=(3, 4))  # (N, T, 2, H, W)
+        for a in range(xv.shape[3]):
+            dv[:, :, :, a].mul_(gv).add_(gov[:, :, :, a])  # dX = dZ + G * D
         return grad_x, grad_gate.to(gate.dtype).view_as(gate), None, None
 
 

@@ -1,0 +1,52 @@
+"""``gateshift predict RUN VIDEO...``: top-k classes of new videos."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="classify videos with a trained run",
+        description=(
+            "Top-k classes with probabilities for each video (file or frame folder), from the "
+            "run's inference bundle alone, with the same sampling and preprocessing as evaluate."
+        ),
+    )
+    p.add_argument("run", help="run folder (or its bundle folder)")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or frame folders")
+    p.add_argument("--top-k", type=int, default=5, help="classes to show (default 5)")
+    p.add_argument("--clips", type=int, help="clips per video (default: the run's eval setting)")
+    p.add_argument("--crops", type=int, choices=(1, 3, 10), help="crops per clip")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gateshift.deploy.predict import predict
+
+    results = predict(
+        args.run,
+        args.videos,
+        top_k=args.top_k,
+        device=args.device,
+        num_clips=args.clips,
+        num_crops=args.crops,
+    )
+    if args.json:
+        print(json.dumps([asdict(r) for r in results], indent=2))
+    else:
+        for r in results:
+            if r.error:
+                print(f"{r.video}: cannot read ({r.error})")
+                continue
+            print(r.video)
+            for head in r.top:
+                for name, _, prob in head:
+                    print(f"  {100 * prob:6.2f} %  {name}")
+    return 1 if all(r.error for r in results) else 0

@@ -1,0 +1,127 @@
+"""The inference bundle of a run: everything prediction needs, nothing it does not.
+
+``<run>/bundle/`` holds ``model.safetensors`` (weights, our key names), ``bundle.json`` (model
+name and options, label names, input spec, frame sampling and test views) and ``config.yaml``
+(the resolved training config, for reference). :func:`load_model` rebuilds a ready model from
+it alone; no pickled objects are involved anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateshift.input_spec import InputSpec
+from gateshift.models.recognizer import Recognizer
+from gateshift.models.weights import load_strict, read_weights
+from gateshift.registry import create_model
+
+BUNDLE_DIR = "bundle"
+BUNDLE_VERSION = 1
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: the model (eval mode) and what comes with it."""
+
+    model: Recognizer
+    classes: list[list[str]]
+    input_spec: InputSpec
+    sampling: dict[str, Any]
+    views: dict[str, int]  # num_clips, num_crops used for evaluation
+    meta: dict[str, Any]
+
+
+def bundle_dir(path: str | Path) -> Path:
+    """The bundle folder for a run folder or a bundle folder."""
+    path = Path(path)
+    if (path / "bundle.json").is_file():
+        return path
+    if (path / BUNDLE_DIR / "bundle.json").is_file():
+        return path / BUNDLE_DIR
+    raise FileNotFoundError(
+        f"no inference bundle in {path} (expected {path / BUNDLE_DIR / 'bundle.json'}; a run "
+        "writes it after its first epoch)"
+    )
+
+
+def _write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def save_bundle(
+    folder: Path,
+    model: Recognizer,
+    *,
+    model_kwargs: dict[str, Any],
+    classes: list[list[str]],
+    sampling: dict[str, Any],
+    views: dict[str, int],
+    config_yaml: str,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write the bundle atomically file by file (weights first, the index last)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".safetensors", dir=folder)
+    os.close(fd)
+    save_file(state, tmp)
+    os.replace(tmp, folder / "model.safetensors")
+    _write_text(folder / "config.yaml", config_yaml)
+    index = {
+        "version": BUNDLE_VERSION,
+        "model": model.name,
+        "num_segments": model.num_segments,
+        "num_classes": list(model.head.splits),
+        "model_kwargs": model_kwargs,
+        "classes": classes,
+        "input_spec": model.input_spec.to_dict(),
+        "sampling": sampling,
+        "views": views,
+        **(extra or {}),
+    }
+    _write_text(folder / "bundle.json", json.dumps(index, indent=2))
+    return folder
+
+
+def load_bundle(path: str | Path, *, device: str = "cpu") -> Bundle:
+    """Read a bundle from a run folder (or the bundle folder itself)."""
+    folder = bundle_dir(path)
+    try:
+        index = json.loads((folder / "bundle.json").read_text())
+        splits = index["num_classes"]
+        model = create_model(
+            index["model"],
+            num_classes=splits[0] if len(splits) == 1 else tuple(splits),
+            num_segments=index["num_segments"],
+            **index.get("model_kwargs", {}),
+        )
+        spec = InputSpec.from_dict(index["input_spec"])
+    except (KeyError, json.JSONDecodeError, TypeError) as err:
+        raise ValueError(f"{folder / 'bundle.json'} is not a valid bundle index: {err}") from err
+    load_strict(model, read_weights(folder / "model.safetensors"), source=str(folder))
+    model.eval().to(device)
+    return Bundle(
+        model=model,
+        classes=index["classes"],
+        input_spec=spec,
+        sampling=index["sampling"],
+        views=index.get("views", {"num_clips": 1, "num_crops": 1}),
+        meta=index,
+    )
+
+
+def load_model(path: str | Path, *, device: str = "cpu") -> Recognizer:
+    """A ready model (eval mode) from a run folder; ``model.classes`` holds the label names."""
+    bundle = load_bundle(path, device=device)
+    bundle.model.classes = bundle.classes
+    return bundle.model
