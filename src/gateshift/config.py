@@ -60,10 +60,11 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
+    name: Literal["sgd", "adamw"] = "sgd"  # SGD as in the papers; AdamW for training from scratch
     lr: float = 0.01  # learning rate for a global batch of `lr_batch` clips
     lr_batch: int = 32  # lr scales linearly with (global batch / lr_batch)
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    momentum: float = 0.9  # SGD momentum (AdamW uses betas 0.9, 0.999)
+    weight_decay: float = 5e-4  # L2 for SGD, decoupled for AdamW
     warmup_epochs: float = 10.0
     warmup_factor: float = 0.1  # warm-up starts at warmup_factor * lr
     min_lr: float = 0.0  # cosine ends here

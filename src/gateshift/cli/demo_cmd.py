@@ -19,7 +19,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--out", default="demo", help="output folder (default ./demo)")
     p.add_argument("--seed", type=int, default=0, help="dataset and training seed (default 0)")
-    p.add_argument("--epochs", type=int, help="training epochs per model (default 12)")
+    p.add_argument("--epochs", type=int, help="training epochs per model (default 30)")
     p.set_defaults(handler=run)
 
 

@@ -24,7 +24,7 @@ from torch import Tensor
 from gateshift.config import Config, load_config
 from gateshift.engine.build import resolve_precision
 from gateshift.engine.bundle import Bundle, bundle_dir, load_bundle
-from gateshift.engine.data import build_loader, build_split
+from gateshift.engine.data import build_loader, build_split, input_spec
 from gateshift.engine.distributed import DistContext, resolve_device
 from gateshift.engine.metrics import compute_metrics, per_class_accuracy, public
 from gateshift.engine.scores import Scores, collect_scores
@@ -62,7 +62,8 @@ def evaluate_run(
     split = cfg.eval.split or cfg.data.val_split
     dev = resolve_device(device)
     bundle = load_bundle(run, device=str(dev))
-    data = build_split(cfg, split, bundle.input_spec, train=False, num_clips=clips, num_crops=crops)
+    spec = input_spec(cfg, bundle.input_spec)  # data.crop_size / resize_size overrides apply
+    data = build_split(cfg, split, spec, train=False, num_clips=clips, num_crops=crops)
     if data.annotations.classes != bundle.classes:
         raise ValueError(
             f"the {split} split's classes differ from the ones {run} was trained on; "
