@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import gateshift
-
 from gateshift.data.synthetic import CLASSES
 from gateshift.engine.demo import run_demo
 
