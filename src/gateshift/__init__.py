@@ -6,19 +6,38 @@ Public API::
     gateshift.list_models("resnet50_*")
     gateshift.load_pretrained(model, "bn_inception-9f5701afb96c8044.pth")   # ImageNet weights
     gateshift.load_official_checkpoint(model, "something_BNInception_gsm_8.pth.tar")
+    model = gateshift.load_model("runs/demo_gsm")   # a trained run, ready for inference
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateshift.input_spec import InputSpec
 from gateshift.models.weights import load_official_checkpoint, load_pretrained
 from gateshift.registry import create_model, list_models, register_model
 
+if TYPE_CHECKING:
+    from gateshift.models.recognizer import Recognizer
+
 __version__ = "0.1.0"
+
+
+def load_model(path: str | Path, *, device: str = "cpu") -> Recognizer:
+    """The model of a training run folder, weights loaded, in eval mode, label names in
+    ``model.classes``. Imported lazily: the training engine is heavy."""
+    from gateshift.engine.bundle import load_model as load_bundle_model
+
+    return load_bundle_model(path, device=device)
+
 
 __all__ = [
     "InputSpec",
     "__version__",
     "create_model",
     "list_models",
+    "load_model",
     "load_official_checkpoint",
     "load_pretrained",
     "register_model",
