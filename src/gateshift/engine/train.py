@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -62,6 +63,19 @@ class Progress:
     step: int = 0  # optimiser steps done
     best: float = -math.inf
     best_epoch: int = -1
+
+
+def timed(iterable: Iterable[Batch], clock: list[float]) -> Iterator[Batch]:
+    """Yield from ``iterable``, adding the seconds spent waiting for each item to ``clock[0]``."""
+    items = iter(iterable)
+    while True:
+        start = time.perf_counter()
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        clock[0] += time.perf_counter() - start
+        yield item
 
 
 def head_loss(logits: Tensor, labels: Tensor, splits: tuple[int, ...]) -> Tensor:
@@ -297,9 +311,9 @@ class Trainer:
         self.ddp.train()
         if cfg.model.partial_bn:
             freeze_norm_stats(self.model)
-        total_loss, seen, start = 0.0, 0, time.perf_counter()
+        total_loss, seen, start, waited = 0.0, 0, time.perf_counter(), [0.0]
         bar = tqdm(
-            self.train_loader,
+            timed(self.train_loader, waited),
             initial=p.batch,
             total=self.batches_per_epoch,
             desc=f"epoch {p.epoch + 1}/{cfg.train.epochs}",
@@ -341,6 +355,7 @@ class Trainer:
             "loss": loss_sum / max(clips, 1.0),
             "clips": clips,
             "clips_per_s": clips / max(elapsed, 1e-9),
+            "data_wait": waited[0] / max(elapsed, 1e-9),  # share of the time spent waiting for data
         }
 
     def validate(self) -> dict[str, Any]:
@@ -363,10 +378,12 @@ class Trainer:
         summary["skipped_videos"] = self.bad_count
         self.metrics.write("epoch", p.step, epoch=epoch, **summary)
         log.info(
-            "epoch %d: loss %.4f, %.1f clips/s, %d unreadable videos skipped",
+            "epoch %d: loss %.4f, %.1f clips/s (%.0f%% waiting for data), %d unreadable videos "
+            "skipped",
             epoch,
             summary["loss"],
             summary["clips_per_s"],
+            100 * summary["data_wait"],
             self.bad_count,
         )
         self.bad_count = 0
