@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from gateshift import __version__
 from gateshift.cli import (
+    bench_cmd,
     data_cmd,
     demo_cmd,
     ensemble_cmd,
@@ -29,6 +30,7 @@ SUBCOMMANDS = (
     evaluate_cmd,
     ensemble_cmd,
     predict_cmd,
+    bench_cmd,
 )
 
 
