@@ -7,7 +7,7 @@ import dataclasses
 import json
 from typing import Any
 
-from gateshift.cli.data_check_cmd import parse_options
+from gateshift.cli._options import add_output_options, parse_options
 from gateshift.data.annotations import FORMATS, load_annotations
 from gateshift.data.bench import bench_pipeline
 from gateshift.input_spec import CAFFE_BGR_224, IMAGENET_RGB_224
@@ -42,15 +42,7 @@ def register(sub: Any) -> None:
         choices=sorted(SPECS),
         help="normalisation: imagenet (ResNet, MobileNetV2) or caffe (BGR 0-255, Inception)",
     )
-    d.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="format option, e.g. --set data_dir=frames (repeatable)",
-    )
-    d.add_argument("--json", action="store_true", help="print one JSON object")
-    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_options(d, set_example="data_dir=frames")
     d.set_defaults(handler=run)
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from gateshift.cli._options import add_output_options, parse_options
 from gateshift.data.annotations import FORMATS, load_annotations
 from gateshift.data.check import CheckReport, check_dataset
 
@@ -25,27 +26,8 @@ def register(sub: Any) -> None:
     p.add_argument("--split", default="train", help="train (default), val or test")
     p.add_argument("--segments", type=int, default=8, help="segments a clip needs (default 8)")
     p.add_argument("--workers", type=int, default=0, help="worker processes (default 0: inline)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="format option, e.g. --set data_dir=frames (repeatable)",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_options(p, set_example="data_dir=frames")
     p.set_defaults(handler=run)
-
-
-def parse_options(pairs: list[str]) -> dict[str, str]:
-    """``KEY=VALUE`` strings -> dict, with an error naming a malformed one."""
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {pair!r}: expected KEY=VALUE")
-        options[key.strip()] = value.strip()
-    return options
 
 
 def _print_text(report: CheckReport) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from gateshift.cli.data_check_cmd import parse_options
+from gateshift.cli._options import add_output_options, parse_options
 from gateshift.data.annotations import FORMATS
 from gateshift.data.prepare import prepare_dataset
 
@@ -27,15 +27,7 @@ def register(sub: Any) -> None:
     p.add_argument("--extract-frames", action="store_true", help="write JPEG frame folders")
     p.add_argument("--short-side", type=int, help="resize so the short side is at most this")
     p.add_argument("--workers", type=int, default=0, help="worker processes (default 0: inline)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="format option, e.g. --set media=videos (repeatable)",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_options(p, set_example="media=videos")
     p.set_defaults(handler=run)
 
 
