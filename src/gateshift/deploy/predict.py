@@ -41,7 +41,6 @@ def _dataset(bundle: Bundle, path: Path, num_clips: int, num_crops: int) -> Vide
     return VideoClipDataset([record], reader, build_sampler(spec, "test"), transform)
 
 
-@torch.inference_mode()
 def predict(
     run: str | Path,
     videos: Sequence[str | Path],
@@ -54,6 +53,8 @@ def predict(
     """Top-``top_k`` classes with probabilities for each video (file or frame folder)."""
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
+    # loaded outside inference mode: parameters made there are inference tensors, which keep no
+    # version counter, so GSM could not cache its folded weights (see GateShift.forward_after)
     bundle = load_bundle(run, device=device)
     clips = num_clips or bundle.views.get("num_clips", 1)
     crops = num_crops or bundle.views.get("num_crops", 1)
@@ -67,7 +68,8 @@ def predict(
         if isinstance(item, BadItem):
             out.append(Prediction(str(video), error=item.reason))
             continue
-        logits = _forward_views(bundle.model, item.clips[None], torch.device(device), None)[0]
+        with torch.inference_mode():
+            logits = _forward_views(bundle.model, item.clips[None], torch.device(device), None)[0]
         heads = torch.split(logits, list(bundle.model.head.splits))
         top = []
         for names, head in zip(bundle.classes, heads, strict=True):

@@ -47,10 +47,16 @@ def take_previous(x: Tensor) -> Tensor:
     return torch.cat((torch.zeros_like(x[:, :1]), x[:, :-1]), dim=1)
 
 
+def memory_format_of(like: Tensor) -> torch.memory_format:
+    """``channels_last`` for a 4-D channels_last tensor, else ``contiguous_format``."""
+    # a tensor that is both (1x1 maps, one channel) counts as contiguous
+    channels_last = like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last)
+    if channels_last and not like.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def same_format_as(y: Tensor, like: Tensor) -> Tensor:
     """``y`` in ``like``'s memory format (channels_last or contiguous), copied only if needed."""
-    # a tensor that is both (1x1 maps, one channel) counts as contiguous
-    channels_last = like.is_contiguous(memory_format=torch.channels_last)
-    if y.dim() == 4 and channels_last and not like.is_contiguous():
-        return y.contiguous(memory_format=torch.channels_last)
-    return y.contiguous()
+    fmt = memory_format_of(like)
+    return y.contiguous(memory_format=fmt if y.dim() == 4 else torch.contiguous_format)

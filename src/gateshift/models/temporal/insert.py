@@ -51,8 +51,14 @@ class TemporalWrap(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.position == "before":
-            return self.layer(self.temporal(x))
-        return self.temporal(self.layer(x))
+            out: Tensor = self.layer(self.temporal(x))
+            return out
+        fused = getattr(self.temporal, "forward_after", None)  # a module that folds into layer
+        if fused is not None:
+            out = fused(self.layer, x)
+            return out
+        out = self.temporal(self.layer(x))
+        return out
 
     def extra_repr(self) -> str:
         return f"position={self.position!r}"
