@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gateshift.models.temporal import GateShift, GateShiftFuse, TemporalShift, make_temporal
+from gateshift.models.temporal._gate import conv3d_from_taps, fold_gather_index, gate_from_taps
 from gateshift.models.temporal.gsm import _GatedShift, gated_shift_reference
 
 from .reference_impl import reference_gsf, reference_gsm, reference_tsm
@@ -97,6 +99,26 @@ def test_fused_and_reference_gradients_agree_channels_last() -> None:
     (gated_shift_reference(x, gate, 4, True) * weights).sum().backward()
     torch.testing.assert_close(gx, x.grad)
     torch.testing.assert_close(gg, gate.grad)
+
+
+@pytest.mark.parametrize("path", ["fold", "conv"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_both_gate_paths_equal_the_published_conv3d_in_float64(
+    path: str, channels_last: bool
+) -> None:
+    gen = torch.Generator().manual_seed(5)
+    u = torch.randn(2 * 4, 16, 5, 7, dtype=torch.float64, generator=gen)
+    if channels_last:
+        u = u.contiguous(memory_format=torch.channels_last)
+    taps = torch.randn(6, 8, 3, 3, dtype=torch.float64, generator=gen)
+    bias = torch.randn(2, dtype=torch.float64, generator=gen)
+    index = fold_gather_index(8) if path == "fold" else None
+    got = gate_from_taps(u, taps, bias, 4, index)  # (N, T, 2, H, W)
+    clip = u.view(2, 4, 16, 5, 7).transpose(1, 2)  # (N, C, T, H, W)
+    published = F.conv3d(clip, conv3d_from_taps(taps), bias, padding=1, groups=2)
+    torch.testing.assert_close(got, torch.tanh(published).transpose(1, 2), rtol=1e-12, atol=1e-12)
+    frames = got.view(-1, 2, 5, 7)  # the gate comes back in the frames' layout
+    assert frames.is_contiguous(memory_format=torch.channels_last) == channels_last
 
 
 def test_gsm_parameter_count_is_29c_plus_2() -> None:

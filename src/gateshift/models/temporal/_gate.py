@@ -22,9 +22,10 @@ published ``conv3D.weight (2, C/2, 3, 3, 3)``, so the authors' checkpoints load 
 In float32/float64 the 3x3 convolution itself is split further (:func:`_gate_by_fold`): a
 convolution with only 3 outputs per group leaves most of a vector unit idle, so a 1x1
 convolution first gives all 27 (tap, dy, dx) responses per group (27 outputs per group, an
-efficient matrix product), the temporal taps are summed across frames, and ``F.fold`` (col2im)
-sums the 9 spatial offsets with zero padding. Same sums, ~1.5x faster on BN-Inception's gates,
-forward and backward. bf16/fp16 keep the 3x3 path, which is faster there.
+efficient matrix product), the temporal taps are summed across frames, and the 9 spatial
+offsets are scattered back with zero padding (a col2im, :func:`_fold_offsets`). Same sums,
+~1.5x faster on BN-Inception's gates, forward and backward. bf16/fp16 keep the 3x3 path, which
+measured as fast or faster there (the 1x1 path's sums cost more in bf16 than they save).
 """
 
 from __future__ import annotations
@@ -148,9 +149,10 @@ def _gate_by_conv(u: Tensor, taps: Tensor, bias: Tensor, num_segments: int) -> T
     grouped = taps.view(2, 3, *taps.shape[1:])  # (2 groups, 3 taps, C/2, 3, 3)
     padded = F.pad(grouped, (0, 0, 0, 0, 0, 0, 0, 1)).flatten(0, 1)  # (8, C/2, 3, 3)
     responses = F.conv2d(u, padded.to(u.dtype), None, padding=1, groups=2)  # (N*T, 8, H, W)
-    # The frame sums run on planes in float32: strided reads of bf16 channels_last responses
-    # made them 3-4x slower than this one small conversion and transpose.
-    planes = responses.to(torch.float32, memory_format=torch.contiguous_format)
+    # The frame sums run on planes in float32 (or float64): strided reads of bf16
+    # channels_last responses made them 3-4x slower than this one small conversion and transpose.
+    acc = torch.float64 if u.dtype == torch.float64 else torch.float32
+    planes = responses.to(acc, memory_format=torch.contiguous_format)
     r = split_time(planes, num_segments).unflatten(2, (2, 4))  # (N, T, 2 groups, 4, H, W)
     gate = r[:, :, :, 1] + bias.view(1, 1, 2, 1, 1).to(r.dtype)  # tap 1 reads frame t
     gate[:, 1:] += r[:, :-1, :, 0]  # tap 0 reads frame t-1 (zero before the first)
@@ -161,17 +163,31 @@ def _gate_by_conv(u: Tensor, taps: Tensor, bias: Tensor, num_segments: int) -> T
 def _gate_by_fold(
     u: Tensor, taps: Tensor, bias: Tensor, num_segments: int, fold_index: Tensor
 ) -> Tensor:
-    """The same gate as a 1x1 convolution to 54 maps, a temporal sum and ``F.fold``."""
-    frames, channels, h, w = u.shape
+    """The same gate as a 1x1 convolution to 54 maps, a temporal sum and a col2im fold."""
+    channels = u.shape[1]
     weight = taps.flatten().index_select(0, fold_index).view(54, channels // 2, 1, 1)
     y = F.conv2d(u, weight.to(u.dtype), None, groups=2)  # (N*T, 54 = (g, k, o), H, W)
-    y = split_time(y, num_segments).unflatten(2, (2, 3, 9))  # (N, T, g, k, o, H, W)
+    y = split_time(y, num_segments).unflatten(2, (2, 3, 3, 3))  # (N, T, g, k, dy, dx, H, W)
     z = y[:, :, :, 1].clone(memory_format=torch.contiguous_format)  # tap 1 reads frame t
     z[:, 1:] += y[:, :-1, :, 0]  # tap 0 reads frame t-1 (zero before the first)
     z[:, :-1] += y[:, 1:, :, 2]  # tap 2 reads frame t+1 (zero after the last)
-    summed = F.fold(z.view(frames, 18, h * w), (h, w), 3, padding=1)  # (N*T, 2, H, W)
-    gate = split_time(summed, num_segments) + bias.view(1, 1, 2, 1, 1).to(summed.dtype)
-    return torch.tanh_(gate)  # (N, T, 2, H, W)
+    return torch.tanh_(_fold_offsets(z, bias))  # (N, T, 2, H, W)
+
+
+def _fold_offsets(z: Tensor, bias: Tensor) -> Tensor:
+    """``F.fold(z, kernel 3, padding 1) + bias`` for ``z`` ``(N, T, 2, 3, 3, H, W)``.
+
+    The 9 offset maps are scattered one axis at a time (3 column shifts, then 3 row shifts) with
+    slice adds; the same sums as ``F.fold``, whose CPU col2im took 40 us a call on these small
+    maps and made BN-Inception's GSM ~0.5% slower end to end.
+    """
+    a = z[..., 1, :, :].clone()  # (N, T, 2, 3 rows, H, W): the map at column offset 0
+    a[..., :-1] += z[..., 0, :, 1:]  # column offset -1: what lands on w came from w + 1
+    a[..., 1:] += z[..., 2, :, :-1]  # column offset +1
+    out = a[..., 1, :, :] + bias.view(1, 1, 2, 1, 1).to(a.dtype)  # (N, T, 2, H, W)
+    out[..., :-1, :] += a[..., 0, 1:, :]  # row offset -1
+    out[..., 1:, :] += a[..., 2, :-1, :]  # row offset +1
+    return out
 
 
 def tracing() -> bool:
