@@ -34,8 +34,15 @@ def test_demo_writes_the_comparison(tmp_path: Path) -> None:
     assert (tmp_path / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     model = gateshift.load_model(tmp_path / "gsm")  # the public API, from the run folder
     assert model.classes == [list(CLASSES)] and not model.training
+    clips = torch.rand(2, 8, 3, 32, 32)
     with torch.no_grad():
-        assert model(torch.zeros(2, 8, 3, 32, 32)).shape == (2, len(CLASSES))
+        fast = model(clips)
+        assert fast.shape == (2, len(CLASSES))
+        plain = gateshift.load_model(tmp_path / "gsm", channels_last=False)
+        torch.testing.assert_close(fast, plain(clips), rtol=1e-4, atol=1e-5)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert not plain.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.slow

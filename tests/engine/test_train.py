@@ -54,6 +54,19 @@ def test_cli_train_two_steps_then_evaluate_and_predict(
     assert len(top) == 3 and top[0][2] >= top[1][2] >= top[2][2]
     assert sum(p for _, _, p in top) <= 1.0 + 1e-6
 
+    # bf16 autocast on the CPU: the same ranking, probabilities to bf16 precision
+    bf16_args = ["--top-k", "3", "--json", "--precision", "bf16"]
+    assert main(["predict", str(run), str(video), *bf16_args]) == 0
+    bf16_top = json.loads(capsys.readouterr().out)[0]["top"][0]
+    assert [name for name, _, _ in bf16_top][:1] == [name for name, _, _ in top][:1]
+    for (_, _, p32), (_, _, p16) in zip(top, bf16_top, strict=True):
+        assert abs(p32 - p16) < 0.02
+    assert main(["predict", str(run), str(video), "--precision", "fp16"]) == 2
+    assert "precision=fp16 needs a GPU" in capsys.readouterr().err
+    bf16_out = tmp_path / "metrics_bf16.json"
+    assert main(["evaluate", str(run), "--precision", "bf16", "--json", str(bf16_out)]) == 0
+    assert json.loads(bf16_out.read_text())["num_videos"] == 11
+
 
 def test_resume_mid_epoch_reproduces_the_uninterrupted_run(
     tiny_synthetic: Path, tmp_path: Path

@@ -25,6 +25,11 @@ def register(sub: Any) -> None:
     p.add_argument("--clips", type=int, help="clips per video (default eval.num_clips)")
     p.add_argument("--crops", type=int, choices=(1, 3, 10), help="crops per clip")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="autocast dtype (default: the run's train.precision)",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON to FILE")
     p.add_argument("--save-scores", metavar="FILE", help="save video scores (.npz) for ensembles")
     p.set_defaults(handler=run)
@@ -38,7 +43,12 @@ def run(args: argparse.Namespace) -> int:
     from gateshift.engine.evaluate import evaluate_run, per_class_rows
 
     report = evaluate_run(
-        args.run, args.overrides, num_clips=args.clips, num_crops=args.crops, device=args.device
+        args.run,
+        args.overrides,
+        num_clips=args.clips,
+        num_crops=args.crops,
+        device=args.device,
+        precision=args.precision,
     )
     m = report.metrics
     print(

@@ -23,6 +23,12 @@ def register(sub: Any) -> None:
     p.add_argument("--clips", type=int, help="clips per video (default: the run's eval setting)")
     p.add_argument("--crops", type=int, choices=(1, 3, 10), help="crops per clip")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="autocast dtype (default auto: fp32 on CPU; bf16 is faster on CPUs that have it)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=run)
 
@@ -37,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         num_clips=args.clips,
         num_crops=args.crops,
+        precision=args.precision,
     )
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))

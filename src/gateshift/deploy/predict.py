@@ -19,6 +19,7 @@ from gateshift.data.readers import make_reader
 from gateshift.data.records import VideoDataset, VideoRecord
 from gateshift.data.sampling import SamplingSpec, build_sampler
 from gateshift.data.transforms import build_eval_transform
+from gateshift.engine.build import resolve_precision
 from gateshift.engine.bundle import Bundle, load_bundle
 from gateshift.engine.scores import _forward_views
 
@@ -49,13 +50,19 @@ def predict(
     device: str = "cpu",
     num_clips: int | None = None,
     num_crops: int | None = None,
+    precision: str = "auto",
 ) -> list[Prediction]:
-    """Top-``top_k`` classes with probabilities for each video (file or frame folder)."""
+    """Top-``top_k`` classes with probabilities for each video (file or frame folder).
+
+    ``precision``: ``auto`` (fp32 on CPU, bf16/fp16 autocast on GPUs), ``fp32``, ``bf16`` (fast
+    on CPUs with bf16 instructions) or ``fp16`` (GPU only).
+    """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
     # loaded outside inference mode: parameters made there are inference tensors, which keep no
     # version counter, so GSM could not cache its folded weights (see GateShift.forward_after)
     bundle = load_bundle(run, device=device)
+    dtype = resolve_precision(precision, torch.device(device), what="precision")
     clips = num_clips or bundle.views.get("num_clips", 1)
     crops = num_crops or bundle.views.get("num_crops", 1)
     out = []
@@ -69,7 +76,7 @@ def predict(
             out.append(Prediction(str(video), error=item.reason))
             continue
         with torch.inference_mode():
-            logits = _forward_views(bundle.model, item.clips[None], torch.device(device), None)[0]
+            logits = _forward_views(bundle.model, item.clips[None], torch.device(device), dtype)[0]
         heads = torch.split(logits, list(bundle.model.head.splits))
         top = []
         for names, head in zip(bundle.classes, heads, strict=True):

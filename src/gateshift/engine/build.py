@@ -77,11 +77,14 @@ def initialise_from(model: Recognizer, source: str | Path) -> None:
     log.info("initialised %s from %s", model.name, path)
 
 
-def resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for ``train.precision`` on ``device`` (None: plain fp32).
+def resolve_precision(
+    setting: str, device: torch.device, *, what: str = "train.precision"
+) -> torch.dtype | None:
+    """Autocast dtype for a precision ``setting`` on ``device`` (None: plain fp32).
 
     ``auto``: bf16 on CUDA GPUs that support it, else fp16 there; fp32 on CPU and MPS (bf16 on
-    CPU is opt-in: it is faster only on CPUs with bf16 instructions).
+    CPU is opt-in: it is faster only on CPUs with bf16 instructions). ``what`` names the setting
+    in error messages.
     """
     if setting == "fp32" or (setting == "auto" and device.type != "cuda"):
         return None
@@ -89,13 +92,13 @@ def resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if setting == "fp16":
         if device.type == "cpu":
-            raise ValueError("train.precision=fp16 needs a GPU; use bf16 (or fp32) on CPU")
+            raise ValueError(f"{what}=fp16 needs a GPU; use bf16 (or fp32) on CPU")
         return torch.float16
     if setting == "bf16":
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ValueError("train.precision=bf16: this GPU has no bf16; use fp16")
+            raise ValueError(f"{what}=bf16: this GPU has no bf16; use fp16")
         return torch.bfloat16
-    raise ValueError(f"train.precision: unknown value {setting!r}")
+    raise ValueError(f"{what}: unknown value {setting!r}")
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager[Any]:

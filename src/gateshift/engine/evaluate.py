@@ -53,15 +53,20 @@ def evaluate_run(
     num_clips: int | None = None,
     num_crops: int | None = None,
     device: str = "auto",
+    precision: str | None = None,
 ) -> EvalReport:
-    """Evaluate the run's bundle on ``eval.split`` (default: the validation split)."""
+    """Evaluate the run's bundle on ``eval.split`` (default: the validation split).
+
+    ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``) defaults to the run's
+    ``train.precision``; the model runs in channels_last when ``train.channels_last`` is set.
+    """
     run = Path(run)
     cfg = _config(run, overrides)
     clips = num_clips or cfg.eval.num_clips
     crops = num_crops or cfg.eval.num_crops
     split = cfg.eval.split or cfg.data.val_split
     dev = resolve_device(device)
-    bundle = load_bundle(run, device=str(dev))
+    bundle = load_bundle(run, device=str(dev), channels_last=cfg.train.channels_last)
     spec = input_spec(cfg, bundle.input_spec)  # data.crop_size / resize_size overrides apply
     data = build_split(cfg, split, spec, train=False, num_clips=clips, num_crops=crops)
     if data.annotations.classes != bundle.classes:
@@ -77,7 +82,10 @@ def evaluate_run(
         seed=cfg.seed,
     )
     ctx = DistContext(rank=0, world_size=1, local_rank=0, device=dev)
-    dtype = resolve_precision(cfg.train.precision, dev)
+    setting, what = (
+        (precision, "precision") if precision else (cfg.train.precision, "train.precision")
+    )
+    dtype = resolve_precision(setting, dev, what=what)
     scores = collect_scores(
         bundle.model, loader, device=dev, dtype=dtype, ctx=ctx, total=len(loader)
     )
