@@ -254,10 +254,10 @@ class GateShift(nn.Module):
         frames = layer._conv_forward(x, weight, bias)  # channels in interleaved order
         self._check(frames)
         u = F.relu(_batch_norm_at(self.bn, frames, src), inplace=True)
-        taps: Tensor = self.conv3D.weight
-        if u.dtype not in (torch.float32, torch.float64):  # the 3x3 path (see _gate)
-            taps = taps.index_select(1, src[: self.channels // 2])
-        gate = gate_from_taps(u, taps, self.conv3D.bias, self.num_segments, fold_order)
+        # fold_order reads the gate conv's input channels in interleave order
+        gate = gate_from_taps(
+            u, self.conv3D.weight, self.conv3D.bias, self.num_segments, fold_order
+        )
         return gated_shift(frames, gate, self.num_segments, interleave=False)
 
     def _folded_conv(self, layer: nn.Conv2d, src: Tensor) -> tuple[Tensor, Tensor | None]:
