@@ -5,7 +5,8 @@
 8 frames at 224, batch 1 for inference and batch 2 for a training step (forward, cross-entropy,
 backward, SGD step), 174 classes (Something-Something). Every model of a backbone is timed in
 turn within each round (round-robin), so slow drifts of the machine hit all of them alike;
-the table shows medians over the rounds.
+the first table shows medians over the rounds, the second the difference to TSN of the fastest
+round (the estimate least touched by the rest of the host).
 
 Rows: TSN (no temporal module), TSM, our GSM, and a straightforward GSM written the way the
 published definition reads (:class:`StraightforwardGSM`: a contiguous ``(N, C, T, H, W)`` copy,
@@ -121,8 +122,10 @@ def timers(model: nn.Module, channels_last: bool, bf16: bool) -> dict[str, Calla
     return {"infer": infer, "train": train}
 
 
-def round_robin(fns: dict[str, Callable[[], None]], rounds: int, warmup: int) -> dict[str, float]:
-    """Median seconds of each function, timing them in turn within each round."""
+def round_robin(
+    fns: dict[str, Callable[[], None]], rounds: int, warmup: int
+) -> dict[str, tuple[float, float]]:
+    """(median, fastest) seconds of each function, timing them in turn within each round."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -132,7 +135,7 @@ def round_robin(fns: dict[str, Callable[[], None]], rounds: int, warmup: int) ->
             start = time.perf_counter()
             fn()
             times[key].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: (statistics.median(v), min(v)) for k, v in times.items()}
 
 
 MODES = {  # column -> (channels_last, bf16, infer or train)
@@ -154,8 +157,9 @@ def measure_backbone(backbone: str, kinds: list[str], repeats: int) -> dict[str,
     for column, (cl, bf16, what) in MODES.items():
         fns = {k: timers(m, cl, bf16)[what] for k, m in models.items()}
         rounds = repeats
-        for k, seconds in round_robin(fns, rounds, warmup=2).items():
-            rows[k][column] = seconds
+        for k, (median, fastest) in round_robin(fns, rounds, warmup=2).items():
+            rows[k][column] = median
+            rows[k][f"{column} min"] = fastest
         print(f"  {backbone}: {column} done ({time.perf_counter() - start:.0f} s)", flush=True)
     return rows
 
@@ -174,6 +178,15 @@ def print_table(backbone: str, rows: dict[str, dict[str, float]]) -> None:
         cells = [f"{row[c]:.3f} ({rel(c)})" for c in cols]
         params, flops = f"{row['params'] / 1e6:.3f}M ({rel('params')})", row["flops"] / 1e9
         print(f"| {kind} | {params} | {flops:.2f} ({rel('flops')}) | " + " | ".join(cells) + " |")
+    # Interference from the rest of the host only ever adds time, so the fastest round is the
+    # steadiest estimate of what a model costs; medians above, fastest rounds here.
+    print(f"\n{backbone}, difference to TSN of the fastest round per column")
+    print("| model | " + " | ".join(cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for kind, row in rows.items():
+        if kind != "tsn":
+            diffs = [f"{100 * (row[c + ' min'] / base[c + ' min'] - 1):+.1f}%" for c in cols]
+            print(f"| {kind} | " + " | ".join(diffs) + " |")
 
 
 def synthetic_clips(count: int) -> Tensor:
