@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 import gateshift
-from gateshift.engine.distributed import all_gather_cat, init_distributed
+from gateshift.engine.distributed import all_gather_cat, init_distributed, shutdown
 from gateshift.engine.train import head_loss
 
 
@@ -46,7 +46,8 @@ def _worker(rank: int, port: int, out: str) -> None:
     if rank == 0:
         grads = {n: p.grad for n, p in model.module.named_parameters()}
         torch.save({"grads": grads, "gathered": gathered}, out)
-    dist.destroy_process_group()
+    del model  # DDP holds the process group; see shutdown()
+    shutdown()
 
 
 def _free_port() -> int:

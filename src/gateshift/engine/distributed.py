@@ -9,6 +9,7 @@ gradients, so N processes with batch B compute the gradient of one global batch 
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -64,8 +65,17 @@ def init_distributed(device_preference: str) -> DistContext:
 
 
 def shutdown() -> None:
+    """Leave the process group.
+
+    Objects that still hold the group (a DistributedDataParallel reducer left in a reference
+    cycle) are collected first: a gloo group freed later, during interpreter finalisation,
+    aborts the process (SIGABRT, "terminate called without an active exception"), which
+    torchrun reports as a failure after a run that finished.
+    """
     if dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
+        gc.collect()
 
 
 def all_reduce_sum(value: Tensor, ctx: DistContext) -> Tensor:
