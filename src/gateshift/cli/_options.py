@@ -1,4 +1,5 @@
-"""Options shared by the dataset commands (data check, data prepare, bench data)."""
+"""Options shared by several commands: the dataset commands' output options (data check, data
+prepare, bench data) and the inference commands' precision (evaluate, predict)."""
 
 from __future__ import annotations
 
@@ -27,3 +28,16 @@ def parse_options(pairs: list[str]) -> dict[str, str]:
             raise ValueError(f"--set {pair!r}: expected KEY=VALUE")
         options[key.strip()] = value.strip()
     return options
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def add_precision_option(p: argparse.ArgumentParser, *, default: str | None, meaning: str) -> None:
+    """``--precision auto|fp32|bf16|fp16``; ``meaning`` says what the default does."""
+    p.add_argument(
+        "--precision",
+        default=default,
+        choices=PRECISIONS,
+        help=f"autocast dtype (default: {meaning}; bf16 is faster on CPUs that have it)",
+    )

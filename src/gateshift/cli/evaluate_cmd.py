@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from gateshift.cli._options import add_precision_option
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -25,11 +27,7 @@ def register(sub: Any) -> None:
     p.add_argument("--clips", type=int, help="clips per video (default eval.num_clips)")
     p.add_argument("--crops", type=int, choices=(1, 3, 10), help="crops per clip")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
-    p.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
-        help="autocast dtype (default: the run's train.precision)",
-    )
+    add_precision_option(p, default=None, meaning="the run's train.precision")
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON to FILE")
     p.add_argument("--save-scores", metavar="FILE", help="save video scores (.npz) for ensembles")
     p.set_defaults(handler=run)

@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from gateshift.cli._options import add_precision_option
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -23,12 +25,7 @@ def register(sub: Any) -> None:
     p.add_argument("--clips", type=int, help="clips per video (default: the run's eval setting)")
     p.add_argument("--crops", type=int, choices=(1, 3, 10), help="crops per clip")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
-    p.add_argument(
-        "--precision",
-        default="auto",
-        choices=("auto", "fp32", "bf16", "fp16"),
-        help="autocast dtype (default auto: fp32 on CPU; bf16 is faster on CPUs that have it)",
-    )
+    add_precision_option(p, default="auto", meaning="auto, fp32 on CPU")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=run)
 
