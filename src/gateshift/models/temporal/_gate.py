@@ -19,7 +19,7 @@ form stays in the backbone's memory format (channels_last included) and uses the
 kernels. :class:`GateConv` stores the weight as those 6 taps and shows it in state dicts as the
 published ``conv3D.weight (2, C/2, 3, 3, 3)``, so the authors' checkpoints load unchanged.
 
-In float32/float64 the 3x3 convolution itself is split further (:func:`_gate_by_fold`): a
+Outside tracing the 3x3 convolution itself is split further (:func:`_gate_by_fold`): a
 convolution with only 3 outputs per group leaves most of a vector unit idle, so a 1x1
 convolution first gives all 27 (tap, dy, dx) responses per group (27 outputs per group, an
 efficient matrix product), the temporal taps are summed across frames, and the 9 spatial
