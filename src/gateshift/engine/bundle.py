@@ -115,9 +115,8 @@ def load_bundle(path: str | Path, *, device: str = "cpu", channels_last: bool = 
     except (KeyError, json.JSONDecodeError, TypeError) as err:
         raise ValueError(f"{folder / 'bundle.json'} is not a valid bundle index: {err}") from err
     load_strict(model, read_weights(folder / "model.safetensors"), source=str(folder))
-    model.eval().to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model.eval().to(device, memory_format=fmt)
     return Bundle(
         model=model,
         classes=index["classes"],
