@@ -113,12 +113,19 @@ def test_both_gate_paths_equal_the_published_conv3d_in_float64(
     taps = torch.randn(6, 8, 3, 3, dtype=torch.float64, generator=gen)
     bias = torch.randn(2, dtype=torch.float64, generator=gen)
     index = fold_gather_index(8) if path == "fold" else None
+    inputs = [t.requires_grad_() for t in (u, taps, bias)]
     got = gate_from_taps(u, taps, bias, 4, index)  # (N, T, 2, H, W)
     clip = u.view(2, 4, 16, 5, 7).transpose(1, 2)  # (N, C, T, H, W)
     published = F.conv3d(clip, conv3d_from_taps(taps), bias, padding=1, groups=2)
-    torch.testing.assert_close(got, torch.tanh(published).transpose(1, 2), rtol=1e-12, atol=1e-12)
+    expected = torch.tanh(published).transpose(1, 2)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
     frames = got.view(-1, 2, 5, 7)  # the gate comes back in the frames' layout
     assert frames.is_contiguous(memory_format=torch.channels_last) == channels_last
+    weights = torch.randn(got.shape, dtype=torch.float64, generator=gen)
+    grads = torch.autograd.grad((got * weights).sum(), inputs)
+    wanted = torch.autograd.grad((expected * weights).sum(), inputs)
+    for grad, want in zip(grads, wanted, strict=True):
+        torch.testing.assert_close(grad, want, rtol=1e-12, atol=1e-12)
 
 
 def test_gsm_parameter_count_is_29c_plus_2() -> None:
