@@ -31,6 +31,10 @@ conv + GSM that way, which spares the strided interleaved write (in channels_las
 write made the gated shift 3x slower in fp32 and 3.4x in bf16). Weights stay stored in the
 published layout; only the forward indexes them.
 
+Inference on CPU (no autograd graph, no interleave left, float32/bfloat16) runs the gated shift
+as one fused C++ pass (:mod:`._native`, built on first use) instead of the two eager passes;
+where that is unavailable the eager ops run, with the same maths.
+
 Under tracing / export the same maths runs as plain differentiable tensor ops
 (:func:`gated_shift_reference`), which is also what the tests compare against.
 """
@@ -44,6 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+from gateshift.models.temporal import _native
 from gateshift.models.temporal._gate import (
     fold_gather_index,
     gate_from_taps,
@@ -197,7 +202,11 @@ def gated_shift(x: Tensor, gate: Tensor, num_segments: int, interleave: bool) ->
     if tracing():
         return gated_shift_reference(x, gate, num_segments, interleave)
     if not (torch.is_grad_enabled() and (x.requires_grad or gate.requires_grad)):
-        return _gated_shift_forward(x, gate, num_segments, interleave)  # no autograd graph
+        # no autograd graph: the fused C++ pass where it applies, else the eager ops
+        fused = None if interleave else _native.gated_shift(x, gate, num_segments)
+        if fused is not None:
+            return fused
+        return _gated_shift_forward(x, gate, num_segments, interleave)
     out: Tensor = _GatedShift.apply(x, gate, num_segments, interleave)
     return out
 

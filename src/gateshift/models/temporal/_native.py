@@ -1,0 +1,111 @@
+"""Optional fused CPU kernels for GSM inference (``_native.cpp``), compiled on first use.
+
+Eager PyTorch runs GSM's gated shift as two passes over memory whose inner loops, in
+channels_last, are only C/2 elements long (and in bf16 pay a slow tail when C/2 is not a
+multiple of 32). One C++ loop does it in a single pass, 4x faster in fp32 and 5.6x in bf16 on
+BN-Inception's ten GSM sites (2-core AMD EPYC). The kernels serve inference only (no autograd
+graph), on CPU, for float32 and bfloat16 frames that are contiguous or channels_last; anything
+else, and any machine where the build fails, runs the eager ops, which compute the same maths.
+
+The extension is built once per machine with ``torch.utils.cpp_extension`` (a C++ compiler and
+ninja are needed; about 15 s on 2 cores) and cached under ``TORCH_EXTENSIONS_DIR`` (default
+``~/.cache/torch_extensions``). ``GATESHIFT_NATIVE=0`` turns the kernels off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import threading
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+from gateshift.models.temporal._time import memory_format_of
+
+log = logging.getLogger(__name__)
+
+_SOURCE = Path(__file__).with_name("_native.cpp")
+_lock = threading.Lock()
+_state: dict[str, ModuleType | None] = {}
+
+
+def enabled() -> bool:
+    """False when ``GATESHIFT_NATIVE`` is set to 0/false/no/off."""
+    return os.environ.get("GATESHIFT_NATIVE", "1").strip().lower() not in (
+        "0",
+        "false",
+        "no",
+        "off",
+    )
+
+
+def _cpu_tag() -> str:
+    """Short hash of this CPU's instruction-set flags: the build uses -march=native, so a cache
+    shared between different machines must not hand one machine's binary to another."""
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    except OSError:
+        pass
+    return hashlib.sha1(flags.encode()).hexdigest()[:10]
+
+
+def _build() -> ModuleType | None:
+    if not shutil.which(os.environ.get("CXX", "c++")):
+        log.info("gateshift native kernels off: no C++ compiler found")
+        return None
+    from torch.utils import cpp_extension
+
+    log.info("building gateshift's native CPU kernels (once per machine, ~15 s)")
+    try:
+        module: ModuleType = cpp_extension.load(
+            name=f"gateshift_native_{_cpu_tag()}",
+            sources=[str(_SOURCE)],
+            extra_cflags=["-O3", "-march=native", "-fopenmp"],
+            verbose=False,
+        )
+    except Exception as error:  # any build failure means: use the eager ops
+        log.warning("gateshift native kernels off, the build failed: %s", error)
+        return None
+    return module
+
+
+def native_module() -> ModuleType | None:
+    """The compiled kernels, building them on the first call; None when off or unavailable."""
+    if not enabled():
+        return None
+    with _lock:
+        if "module" not in _state:
+            _state["module"] = _build()
+        return _state["module"]
+
+
+def gated_shift(x: Tensor, gate: Tensor, num_segments: int) -> Tensor | None:
+    """GSM's gated shift without interleave (``(N*T, C, H, W)`` frames, ``(N, T, 2, H, W)``
+    gate) in one fused pass, or None when the kernels cannot take these tensors."""
+    if (
+        x.device.type != "cpu"
+        or x.dtype not in (torch.float32, torch.bfloat16)
+        or x.dim() != 4
+        or x.shape[1] % 2 != 0
+        or x.numel() == 0
+    ):
+        return None
+    channels_last = memory_format_of(x) == torch.channels_last
+    if not channels_last and not x.is_contiguous():
+        return None
+    module = native_module()
+    if module is None:
+        return None
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    planes = gate.reshape(x.shape[0], 2, *x.shape[2:]).to(x.dtype, memory_format=fmt)
+    out: Tensor = module.gated_shift(x, planes, num_segments, channels_last)
+    return out
