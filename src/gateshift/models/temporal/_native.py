@@ -64,6 +64,13 @@ def _build() -> ModuleType | None:
         return None
     from torch.utils import cpp_extension
 
+    if shutil.which("ninja") is None:  # the ninja wheel's binary, when its venv is not on PATH
+        try:
+            import ninja
+
+            os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+        except ImportError:
+            pass
     log.info("building gateshift's native CPU kernels (once per machine, ~15 s)")
     try:
         module: ModuleType = cpp_extension.load(
