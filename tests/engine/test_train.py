@@ -94,6 +94,8 @@ def test_sigkill_leaves_a_checkpoint_that_resumes_exactly(
         [sys.executable, "-m", "gateshift", "train", str(config2), "train.checkpoint_every=1"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # as many threads as this process: float sums must add up in the same order
+        env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())},
     )
     deadline = time.time() + 120
     while not (killed / "checkpoints" / "step_0000002.pt").exists():
