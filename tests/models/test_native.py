@@ -1,4 +1,5 @@
-"""The fused C++ gated shift (inference) against the plain-op definition."""
+"""The fused C++ inference kernels (gated shift, gate BN + ReLU, gate sums + tanh) against the
+plain-op definitions, and whole models with and without them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 
 from gateshift import create_model
 from gateshift.models.temporal import _native
+from gateshift.models.temporal._gate import batch_norm_affine, gate_from_maps
 from gateshift.models.temporal.gsm import gated_shift, gated_shift_reference
 
 needs_native = pytest.mark.skipif(
@@ -59,9 +61,9 @@ def test_no_grad_gated_shift_takes_the_kernel_and_autograd_the_eager_ops(
     calls: list[int] = []
     real = _native.gated_shift
 
-    def counting(*args: object) -> object:
+    def counting(*args: object, **kw: object) -> object:
         calls.append(1)
-        return real(*args)  # type: ignore[arg-type]
+        return real(*args, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(_native, "gated_shift", counting)
     with torch.no_grad():
@@ -85,19 +87,126 @@ def test_unsupported_inputs_and_the_switch_fall_back(monkeypatch: pytest.MonkeyP
 
 @needs_native
 @pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("name", ["bninception_gsm", "resnet18_gsm", "bninception_gsf"])
 def test_model_logits_are_the_same_with_and_without_the_kernels(
-    channels_last: bool, monkeypatch: pytest.MonkeyPatch
+    channels_last: bool, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     torch.manual_seed(0)
-    model = create_model("bninception_gsm", num_classes=5, num_segments=4).eval()
-    for module in model.modules():  # a non-zero gate, so the shift moves something
+    model = create_model(name, num_classes=5, num_segments=4).eval()
+    for module in model.modules():  # a non-zero gate and BN statistics, so all of it matters
         if hasattr(module, "conv3D"):
             torch.nn.init.normal_(module.conv3D.weight, std=0.05)
+            module.bn.running_mean.normal_(0, 0.1)
+            module.bn.running_var.uniform_(0.5, 2.0)
+            torch.nn.init.normal_(module.bn.weight, 1.0, 0.2)
+            torch.nn.init.normal_(module.bn.bias, 0.0, 0.2)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     clip = torch.randn(1, 4, 3, 96, 96)
+    calls: list[str] = []
+    for kernel in ("affine_relu", "gate_fold", "gated_shift"):
+        real = getattr(_native, kernel)
+
+        def counting(*args: object, _real: object = real, _name: str = kernel, **kw: object):
+            calls.append(_name)
+            return _real(*args, **kw)  # type: ignore[operator]
+
+        monkeypatch.setattr(_native, kernel, counting)
     with torch.no_grad():
         fused = model(clip)
+        again = model(clip)  # from the cached BN scale/shift and gate weights
         monkeypatch.setenv("GATESHIFT_NATIVE", "0")
         eager = model(clip)
+    assert {"affine_relu", "gate_fold"} <= set(calls)
+    assert ("gated_shift" in calls) == name.endswith("gsm")  # GSF fuses its own way
     torch.testing.assert_close(fused, eager, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(again, fused, rtol=0, atol=0)
+
+
+@needs_native
+def test_the_kernels_tanh_is_within_two_ulp_of_torch() -> None:
+    module = _native.native_module()
+    assert module is not None
+    x = torch.cat(
+        (
+            torch.linspace(-12, 12, 200_001),
+            torch.logspace(-30, 1.2, 20_001),
+            -torch.logspace(-30, 1.2, 20_001),
+            torch.tensor([0.0, 0.55, -0.55, 9.0, 1e30, -1e30, float("inf"), -float("inf")]),
+        )
+    )
+    got = module.tanh_float(x).double()
+    want = torch.tanh(x.double())
+    ulp = torch.finfo(torch.float32).eps * want.abs().clamp_min(torch.finfo(torch.float32).tiny)
+    assert ((got - want).abs() / ulp).max() <= 2.0
+    assert torch.isnan(module.tanh_float(torch.tensor([float("nan")]))).all()
+
+
+def _layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@needs_native
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(8, 6, 5, 3), (2, 37, 1, 1), (4, 64, 7, 7)])
+def test_fused_bn_relu_equals_eval_batch_norm_then_relu(
+    channels_last: bool, dtype: torch.dtype, shape: tuple[int, int, int, int]
+) -> None:
+    gen = torch.Generator().manual_seed(shape[1])
+    c = shape[1]
+    bn = torch.nn.BatchNorm2d(c).eval()
+    with torch.no_grad():
+        bn.running_mean.normal_(generator=gen)
+        bn.running_var.uniform_(0.1, 3.0, generator=gen)
+        bn.weight.normal_(generator=gen)  # negative scales too
+        bn.bias.normal_(generator=gen)
+    x = _layout(torch.randn(shape, generator=gen).to(dtype), channels_last)
+    x[0, 0, 0, 0] = float("nan")
+    scale, shift = batch_norm_affine(bn)
+    got = _native.affine_relu(x, scale, shift)
+    assert got is not None and got.dtype == dtype
+    one_pixel = shape[2] * shape[3] == 1  # both layouts at once
+    assert got.is_contiguous(memory_format=torch.channels_last) == (channels_last or one_pixel)
+    with torch.no_grad():
+        want = torch.relu(bn.double()(x.double()))
+    tol = 1e-6 if dtype == torch.float32 else 2**-8
+    torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol, equal_nan=True)
+    assert torch.isnan(got[0, 0, 0, 0])  # NaN is not clamped to 0
+    with pytest.raises(ValueError, match="channels"):
+        _native.affine_relu(x, scale[:-1], shift[:-1])
+
+
+@needs_native
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("t", "h", "w"), [(8, 9, 7), (1, 3, 5), (3, 1, 1), (2, 7, 2), (4, 2, 1)])
+def test_fused_gate_sums_equal_the_definition(
+    channels_last: bool, dtype: torch.dtype, t: int, h: int, w: int
+) -> None:
+    gen = torch.Generator().manual_seed(t * 100 + h * 10 + w)
+    y = _layout((torch.randn(2 * t, 54, h, w, generator=gen) * 0.4).to(dtype), channels_last)
+    bias = torch.tensor([0.3, -0.7])
+    got = _native.gate_fold(y, bias, t)
+    assert got is not None and got.shape == (2, t, 2, h, w) and got.dtype == dtype
+    planes = got.view(2 * t, 2, h, w)
+    assert planes.is_contiguous(memory_format=torch.channels_last) == (channels_last or h * w == 1)
+    want = gate_from_maps(y.double(), bias.double(), t)  # the eager slice adds, in float64
+    tol = 1e-6 if dtype == torch.float32 else 2**-8
+    torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
+    assert _native.gate_fold(y[:, :27], bias, t) is None  # not the 54 maps: eager
+    assert _native.gate_fold(y, bias, 2 * t + 1) is None  # no whole clips: eager
+
+
+@needs_native
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_in_place_shift_equals_the_out_of_place_one(
+    channels_last: bool, dtype: torch.dtype
+) -> None:
+    x, gate = _frames(3, 5, 70, 4, 3, dtype, channels_last)
+    want = _native.gated_shift(x, gate, 5)
+    y = x.clone(memory_format=torch.preserve_format)
+    got = _native.gated_shift(y, gate, 5, inplace=True)
+    assert got is y and want is not None
+    torch.testing.assert_close(got, want, rtol=0, atol=0)

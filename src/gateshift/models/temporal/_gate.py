@@ -26,6 +26,10 @@ efficient matrix product), the temporal taps are summed across frames, and the 9
 offsets are scattered back with zero padding (a col2im, :func:`_fold_offsets`). Same sums,
 ~1.5x faster on BN-Inception's gates, forward and backward. In bf16/fp16 the sums run on
 float32 planes. Under tracing/export the gate is the single 3x3 conv2d (fewer, plainer ops).
+
+In CPU inference (no autograd graph, float32/bfloat16) two fused C++ passes of :mod:`._native`
+replace eager ops: the eval BatchNorm + ReLU (BN folded to a per-channel scale and shift, kept
+until the BN changes) and the frame and offset sums + tanh over the 54 maps.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gateshift.models.temporal import _native
+from gateshift.models.temporal._cache import InferenceCache
 from gateshift.models.temporal._time import memory_format_of, split_time
 
 
@@ -64,6 +70,7 @@ class GateConv(nn.Module):
             nn.init.uniform_(self.weight, -bound, bound)
             nn.init.uniform_(self.bias, -bound, bound)
         self.register_buffer("fold_index", fold_gather_index(half), persistent=False)
+        self.cache: InferenceCache[Tensor] = InferenceCache()  # the 1x1 weight, inference
         self.register_state_dict_post_hook(_taps_to_conv3d)
         self.register_load_state_dict_pre_hook(_conv3d_to_taps)
 
@@ -116,25 +123,130 @@ def make_gate_layers(channels: int, *, zero_init: bool) -> tuple[nn.BatchNorm2d,
     return nn.BatchNorm2d(channels), GateConv(channels, zero_init=zero_init)
 
 
-def spatiotemporal_gate(x: Tensor, bn: nn.Module, conv: GateConv, num_segments: int) -> Tensor:
+def spatiotemporal_gate(
+    x: Tensor,
+    bn: nn.Module,
+    conv: GateConv,
+    num_segments: int,
+    affine_cache: InferenceCache[tuple[Tensor, Tensor]] | None = None,
+) -> Tensor:
     """Gate planes ``(N, T, 2, H, W)`` in [-1, 1] for frames ``x`` of shape ``(N*T, C, H, W)``."""
-    u = F.relu(bn(x), inplace=True)
-    return gate_from_taps(u, conv.weight, conv.bias, num_segments, conv.fold_index)
+    u = gate_input(x, bn, affine_cache)
+    return gate_from_taps(u, conv.weight, conv.bias, num_segments, conv.fold_index, conv.cache)
+
+
+def gate_input(
+    x: Tensor,
+    bn: nn.Module,
+    affine_cache: InferenceCache[tuple[Tensor, Tensor]] | None = None,
+    index: Tensor | None = None,
+) -> Tensor:
+    """``relu(bn(x))``; with ``index``, for ``x`` whose channel ``j`` is ``bn``'s channel
+    ``index[j]`` (:func:`batch_norm_at`).
+
+    In inference (eval BatchNorm2d, no autograd graph) on CPU this is one fused pass
+    (:func:`._native.affine_relu`) with BN folded to a per-channel scale and shift, kept in
+    ``affine_cache`` until the BN's parameters or statistics change.
+    """
+    if _eval_batch_norm(bn, x) and _native.takes(x):
+        assert isinstance(bn, nn.BatchNorm2d)
+        # BatchNorm's kernel updates the running statistics without bumping their version
+        # counters; num_batches_tracked, which the module bumps, marks each such update
+        stats = (bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.num_batches_tracked)
+        tensors = [t for t in stats if t is not None]
+        if index is not None:
+            tensors.append(index)
+
+        def affine() -> tuple[Tensor, Tensor]:
+            return batch_norm_affine(bn, index)
+
+        scale, shift = (
+            affine() if affine_cache is None else affine_cache.get(tensors, bn.eps, affine)
+        )
+        u = _native.affine_relu(x, scale, shift)
+        if u is not None:
+            return u
+    y = bn(x) if index is None else batch_norm_at(bn, x, index)  # type: ignore[arg-type]
+    return F.relu(y, inplace=True)
+
+
+def _eval_batch_norm(bn: nn.Module, x: Tensor) -> bool:
+    """True when ``bn(x)`` is a fixed per-channel affine map and nothing records it."""
+    if type(bn) is not nn.BatchNorm2d or bn.training or bn.running_var is None:
+        return False
+    if bn._forward_hooks or bn._forward_pre_hooks or tracing():
+        return False  # hooks must see bn(x); traces get plain ops
+    params = [p for p in (bn.weight, bn.bias) if p is not None]
+    return not (
+        torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))
+    )
+
+
+def batch_norm_affine(bn: nn.BatchNorm2d, index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """An eval BatchNorm as float32 ``(scale, shift)`` with ``bn(x) = x * scale + shift`` per
+    channel (taken at ``index`` when given)."""
+    assert bn.running_mean is not None and bn.running_var is not None
+    mean, var = bn.running_mean.float(), bn.running_var.float()
+    scale = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.detach().float()
+    shift = -mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.detach().float()
+    if index is not None:
+        scale, shift = scale.index_select(0, index), shift.index_select(0, index)
+    return scale, shift
+
+
+def batch_norm_at(bn: nn.BatchNorm2d, x: Tensor, index: Tensor) -> Tensor:
+    """``bn`` applied to ``x`` whose channel ``j`` is channel ``index[j]`` of what ``bn`` was
+    built for: parameters and running statistics are taken at ``index``, and in training the
+    updated statistics are written back there (``index`` is a permutation)."""
+    update = bn.training and bn.track_running_stats
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    if update and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:  # cumulative moving average
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    use_batch_stats = bn.training or bn.running_mean is None
+    stats = None
+    if bn.running_mean is not None and bn.running_var is not None and (update or not bn.training):
+        stats = (bn.running_mean.index_select(0, index), bn.running_var.index_select(0, index))
+    out = F.batch_norm(
+        x,
+        None if stats is None else stats[0],
+        None if stats is None else stats[1],
+        None if bn.weight is None else bn.weight.index_select(0, index),
+        None if bn.bias is None else bn.bias.index_select(0, index),
+        use_batch_stats,
+        momentum,
+        bn.eps,
+    )
+    if update and stats is not None and bn.running_mean is not None:
+        bn.running_mean.index_copy_(0, index, stats[0])
+        bn.running_var.index_copy_(0, index, stats[1])  # type: ignore[union-attr]
+    return out
 
 
 def gate_from_taps(
-    u: Tensor, taps: Tensor, bias: Tensor, num_segments: int, fold_index: Tensor | None = None
+    u: Tensor,
+    taps: Tensor,
+    bias: Tensor,
+    num_segments: int,
+    fold_index: Tensor | None = None,
+    cache: InferenceCache[Tensor] | None = None,
 ) -> Tensor:
     """``tanh`` of the grouped 3x3x3 convolution of ``u = relu(bn(x))``, given as 2-D ``taps``.
 
     ``fold_index`` (:func:`fold_gather_index`) selects the 1x1 + fold computation, used
-    outside tracing; without it, or under tracing, one grouped 3x3 conv2d.
+    outside tracing; without it, or under tracing, one grouped 3x3 conv2d. ``cache`` keeps the
+    1x1 weight between inference calls.
     The gate comes back in ``u``'s dtype and, seen as frames ``(N*T, 2, H, W)``, in ``u``'s
     memory format: the gated shift multiplies it into frames of that layout, and a gate in the
     other layout made that product up to 2x slower (strided reads of the gate in channels_last).
     """
     if fold_index is not None and not tracing():
-        gate = _gate_by_fold(u, taps, bias, num_segments, fold_index)
+        gate = _gate_by_fold(u, taps, bias, num_segments, fold_index, cache)
     else:
         gate = _gate_by_conv(u, taps, bias, num_segments)
     frames = gate.view(-1, *gate.shape[2:])  # (N*T, 2, H, W)
@@ -161,13 +273,34 @@ def _gate_by_conv(u: Tensor, taps: Tensor, bias: Tensor, num_segments: int) -> T
 
 
 def _gate_by_fold(
-    u: Tensor, taps: Tensor, bias: Tensor, num_segments: int, fold_index: Tensor
+    u: Tensor,
+    taps: Tensor,
+    bias: Tensor,
+    num_segments: int,
+    fold_index: Tensor,
+    cache: InferenceCache[Tensor] | None = None,
 ) -> Tensor:
     """The same gate as a 1x1 convolution to 54 maps, a temporal sum and a col2im fold."""
     channels = u.shape[1]
-    weight = taps.flatten().index_select(0, fold_index).view(54, channels // 2, 1, 1)
-    y = F.conv2d(u, weight.to(u.dtype), None, groups=2)  # (N*T, 54 = (g, k, o), H, W)
-    if u.dtype not in (torch.float32, torch.float64):
+
+    def fold_weight() -> Tensor:
+        flat = taps.flatten().index_select(0, fold_index)
+        return flat.view(54, channels // 2, 1, 1).to(u.dtype)
+
+    weight = fold_weight() if cache is None else cache.get((taps, fold_index), u.dtype, fold_weight)
+    y = F.conv2d(u, weight, None, groups=2)  # (N*T, 54 = (g, k, o), H, W)
+    if not (torch.is_grad_enabled() and y.requires_grad):
+        gate = _native.gate_fold(y, bias, num_segments)  # one C++ pass, where it applies
+        if gate is not None:
+            return gate
+    return gate_from_maps(y, bias, num_segments)
+
+
+def gate_from_maps(y: Tensor, bias: Tensor, num_segments: int) -> Tensor:
+    """The gate ``(N, T, 2, H, W)`` from the 1x1 convolution's 54 maps ``(N*T, 54, H, W)``:
+    map ``(g, k, o)`` of frame ``t + k - 1`` summed into plane ``g`` of frame ``t`` at spatial
+    offset ``o``, plus bias, tanh."""
+    if y.dtype not in (torch.float32, torch.float64):
         # bf16/fp16: the sums run on float32 planes; one conversion and transpose here cost
         # less than strided half-precision slice adds (ResNet-50 GSM bf16: +31% over TSN
         # this way, +38% with the 3x3 path)

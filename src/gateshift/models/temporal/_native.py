@@ -1,11 +1,14 @@
-"""Optional fused CPU kernels for GSM inference (``_native.cpp``), compiled on first use.
+"""Optional fused CPU kernels for GSM/GSF inference (``_native.cpp``), compiled on first use.
 
-Eager PyTorch runs GSM's gated shift as two passes over memory whose inner loops, in
-channels_last, are only C/2 elements long (and in bf16 pay a slow tail when C/2 is not a
-multiple of 32). One C++ loop does it in a single pass, 4x faster in fp32 and 5.6x in bf16 on
-BN-Inception's ten GSM sites (2-core AMD EPYC). The kernels serve inference only (no autograd
-graph), on CPU, for float32 and bfloat16 frames that are contiguous or channels_last; anything
-else, and any machine where the build fails, runs the eager ops, which compute the same maths.
+Eager PyTorch runs the memory-bound parts of GSM as several passes over memory: the gated
+shift as two, whose inner loops in channels_last are only C/2 elements long (and in bf16 pay a
+slow tail when C/2 is not a multiple of 32), the gate's BatchNorm and ReLU as two, and the
+gate's frame and offset sums and tanh as ten small ops. Here each is one C++ loop: the gated
+shift (4x faster in fp32 and 5.6x in bf16 on BN-Inception's ten GSM sites, 2-core AMD EPYC),
+the eval BatchNorm + ReLU (:func:`affine_relu`) and the gate sums + tanh (:func:`gate_fold`).
+The kernels serve inference only (no autograd graph), on CPU, for float32 and bfloat16 tensors
+that are contiguous or channels_last; anything else, and any machine where the build fails,
+runs the eager ops, which compute the same maths.
 
 The extension is built once per machine with ``torch.utils.cpp_extension`` (a C++ compiler and
 ninja are needed; about 15 s on 2 cores) and cached under ``TORCH_EXTENSIONS_DIR`` (default
@@ -95,24 +98,71 @@ def native_module() -> ModuleType | None:
         return _state["module"]
 
 
-def gated_shift(x: Tensor, gate: Tensor, num_segments: int) -> Tensor | None:
-    """GSM's gated shift without interleave (``(N*T, C, H, W)`` frames, ``(N, T, 2, H, W)``
-    gate) in one fused pass, or None when the kernels cannot take these tensors."""
+def _channels_last(x: Tensor) -> bool | None:
+    """Whether ``x`` is channels_last (else contiguous), or None when the kernels cannot take it:
+    not on CPU, not float32/bfloat16, not 4-D, empty, or neither layout."""
     if (
         x.device.type != "cpu"
         or x.dtype not in (torch.float32, torch.bfloat16)
         or x.dim() != 4
-        or x.shape[1] % 2 != 0
         or x.numel() == 0
     ):
         return None
-    channels_last = memory_format_of(x) == torch.channels_last
-    if not channels_last and not x.is_contiguous():
+    if memory_format_of(x) == torch.channels_last:
+        return True
+    return False if x.is_contiguous() else None
+
+
+def takes(x: Tensor) -> bool:
+    """True when the kernels are built and can take frames ``x``."""
+    return _channels_last(x) is not None and native_module() is not None
+
+
+def gated_shift(
+    x: Tensor, gate: Tensor, num_segments: int, *, inplace: bool = False
+) -> Tensor | None:
+    """GSM's gated shift without interleave (``(N*T, C, H, W)`` frames, ``(N, T, 2, H, W)``
+    gate) in one fused pass, or None when the kernels cannot take these tensors. ``inplace``
+    overwrites ``x`` (only for frames nothing else holds)."""
+    channels_last = _channels_last(x)
+    if channels_last is None or x.shape[1] % 2 != 0 or x.shape[0] % num_segments != 0:
         return None
     module = native_module()
     if module is None:
         return None
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     planes = gate.reshape(x.shape[0], 2, *x.shape[2:]).to(x.dtype, memory_format=fmt)
+    if inplace:
+        module.gated_shift_(x, planes, num_segments, channels_last)
+        return x
     out: Tensor = module.gated_shift(x, planes, num_segments, channels_last)
     return out
+
+
+def affine_relu(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor | None:
+    """``relu(x * scale[c] + shift[c])`` in one pass (an eval BatchNorm and its ReLU), in
+    ``x``'s dtype and layout, or None when the kernels cannot take ``x``."""
+    channels_last = _channels_last(x)
+    module = None if channels_last is None else native_module()
+    if module is None:
+        return None
+    scale, shift = (v.to(torch.float32).contiguous() for v in (scale, shift))
+    if scale.shape != (x.shape[1],) or shift.shape != (x.shape[1],):
+        raise ValueError(f"affine_relu: {x.shape[1]} channels, scale/shift {tuple(scale.shape)}")
+    out: Tensor = module.affine_relu(x, scale, shift, channels_last)
+    return out
+
+
+def gate_fold(y: Tensor, bias: Tensor, num_segments: int) -> Tensor | None:
+    """The gate ``(N, T, 2, H, W)`` from the 54 maps ``(N*T, 54, H, W)`` of the gate's 1x1
+    convolution (:func:`._gate._gate_by_fold` without the eager ops), in ``y``'s dtype and
+    layout, or None when the kernels cannot take ``y``."""
+    channels_last = _channels_last(y)
+    if channels_last is None or y.shape[1] != 54 or y.shape[0] % num_segments != 0:
+        return None
+    module = native_module()
+    if module is None:
+        return None
+    b = bias.detach().to(torch.float32).contiguous()
+    planes: Tensor = module.gate_fold(y, b, num_segments, channels_last)
+    return planes.view(-1, num_segments, *planes.shape[1:])

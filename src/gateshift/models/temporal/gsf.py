@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from gateshift.models.temporal._cache import InferenceCache
 from gateshift.models.temporal._gate import make_gate_layers, spatiotemporal_gate
 from gateshift.models.temporal._time import (
     clips_in_batch,
@@ -80,6 +81,7 @@ class GateShiftFuse(nn.Module):
         self.bn, self.conv3D = make_gate_layers(processed, zero_init=False)
         self.channel_conv1 = nn.Conv2d(2, 1, kernel_size=3, padding=1)
         self.channel_conv2 = nn.Conv2d(2, 1, kernel_size=3, padding=1)
+        self._affine_cache: InferenceCache[tuple[Tensor, Tensor]] = InferenceCache()  # gate BN
 
     def _fusion_weight(self, conv: nn.Conv2d, shifted: Tensor, residual: Tensor) -> Tensor:
         """Weight of the shifted part per (clip, frame, channel); one half (N, T, C'/2, H, W)."""
@@ -94,7 +96,9 @@ class GateShiftFuse(nn.Module):
             raise ValueError(f"GateShiftFuse built for {self.channels} channels got {x.shape[1]}")
         c = self.processed
         frames = x[:, :c]
-        gate = spatiotemporal_gate(frames, self.bn, self.conv3D, self.num_segments)
+        gate = spatiotemporal_gate(
+            frames, self.bn, self.conv3D, self.num_segments, self._affine_cache
+        )
         xg = split_time(frames, self.num_segments).unflatten(2, (2, c // 2))  # (N,T,2,C'/2,H,W)
         y = xg * gate.to(x.dtype).unsqueeze(3)
         residual = xg - y

@@ -32,8 +32,10 @@ write made the gated shift 3x slower in fp32 and 3.4x in bf16). Weights stay sto
 published layout; only the forward indexes them.
 
 Inference on CPU (no autograd graph, no interleave left, float32/bfloat16) runs the gated shift
-as one fused C++ pass (:mod:`._native`, built on first use) instead of the two eager passes;
-where that is unavailable the eager ops run, with the same maths.
+as one fused C++ pass (:mod:`._native`, built on first use) instead of the two eager passes,
+after a convolution in place in that convolution's output; the gate's BN + ReLU and its sums
+are fused the same way (:mod:`._gate`). Where that is unavailable the eager ops run, with the
+same maths.
 
 Under tracing / export the same maths runs as plain differentiable tensor ops
 (:func:`gated_shift_reference`), which is also what the tests compare against.
@@ -41,17 +43,16 @@ Under tracing / export the same maths runs as plain differentiable tensor ops
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from gateshift.models.temporal import _native
+from gateshift.models.temporal._cache import InferenceCache
 from gateshift.models.temporal._gate import (
     fold_gather_index,
     gate_from_taps,
+    gate_input,
     make_gate_layers,
     spatiotemporal_gate,
     tracing,
@@ -82,36 +83,6 @@ def interleave_source(channels: int) -> Tensor:
     quarter = channels // 4
     half = torch.arange(2 * quarter).view(2, quarter).t().reshape(-1)  # 2b + a -> a*C/4 + b
     return torch.cat((half, half + 2 * quarter))
-
-
-def _batch_norm_at(bn: nn.BatchNorm2d, x: Tensor, index: Tensor) -> Tensor:
-    """``bn`` applied to ``x`` whose channel ``j`` is channel ``index[j]`` of what ``bn`` was
-    built for: parameters and running statistics are taken at ``index``, and in training the
-    updated statistics are written back there (``index`` is a permutation)."""
-    update = bn.training and bn.track_running_stats
-    momentum = 0.0 if bn.momentum is None else bn.momentum
-    if update and bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-        if bn.momentum is None:  # cumulative moving average
-            momentum = 1.0 / float(bn.num_batches_tracked)
-    use_batch_stats = bn.training or bn.running_mean is None
-    stats = None
-    if bn.running_mean is not None and bn.running_var is not None and (update or not bn.training):
-        stats = (bn.running_mean.index_select(0, index), bn.running_var.index_select(0, index))
-    out = F.batch_norm(
-        x,
-        None if stats is None else stats[0],
-        None if stats is None else stats[1],
-        None if bn.weight is None else bn.weight.index_select(0, index),
-        None if bn.bias is None else bn.bias.index_select(0, index),
-        use_batch_stats,
-        momentum,
-        bn.eps,
-    )
-    if update and stats is not None and bn.running_mean is not None:
-        bn.running_mean.index_copy_(0, index, stats[0])
-        bn.running_var.index_copy_(0, index, stats[1])  # type: ignore[union-attr]
-    return out
 
 
 def _views(
@@ -197,13 +168,21 @@ def gated_shift_reference(x: Tensor, gate: Tensor, num_segments: int, interleave
     return same_format_as(z.reshape(n, c, h, w), x)
 
 
-def gated_shift(x: Tensor, gate: Tensor, num_segments: int, interleave: bool) -> Tensor:
-    """``(N*T, C, H, W)`` frames and ``(N, T, 2, H, W)`` gate -> ``(N*T, C, H, W)``."""
+def gated_shift(
+    x: Tensor, gate: Tensor, num_segments: int, interleave: bool, *, reuse_input: bool = False
+) -> Tensor:
+    """``(N*T, C, H, W)`` frames and ``(N, T, 2, H, W)`` gate -> ``(N*T, C, H, W)``.
+
+    ``reuse_input`` lets the fused inference kernel write the result into ``x`` (for frames
+    that nothing else holds); the result may or may not be ``x``.
+    """
     if tracing():
         return gated_shift_reference(x, gate, num_segments, interleave)
     if not (torch.is_grad_enabled() and (x.requires_grad or gate.requires_grad)):
         # no autograd graph: the fused C++ pass where it applies, else the eager ops
-        fused = None if interleave else _native.gated_shift(x, gate, num_segments)
+        fused = (
+            None if interleave else _native.gated_shift(x, gate, num_segments, inplace=reuse_input)
+        )
         if fused is not None:
             return fused
         return _gated_shift_forward(x, gate, num_segments, interleave)
@@ -238,11 +217,13 @@ class GateShift(nn.Module):
         )
         self.register_buffer("source", source, persistent=False)
         self.register_buffer("fold_order", order, persistent=False)
-        self._folded_cache: tuple[Any, Tensor, Tensor | None] | None = None
+        # inference only: the folded conv weights and the gate BN as scale and shift
+        self._folded_cache: InferenceCache[tuple[Tensor, Tensor | None]] = InferenceCache()
+        self._affine_cache: InferenceCache[tuple[Tensor, Tensor]] = InferenceCache()
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
-        gate = spatiotemporal_gate(x, self.bn, self.conv3D, self.num_segments)
+        gate = spatiotemporal_gate(x, self.bn, self.conv3D, self.num_segments, self._affine_cache)
         return gated_shift(x, gate, self.num_segments, self.interleave)
 
     def _check(self, x: Tensor) -> None:
@@ -262,12 +243,12 @@ class GateShift(nn.Module):
         weight, bias = self._folded_conv(layer, src)
         frames = layer._conv_forward(x, weight, bias)  # channels in interleaved order
         self._check(frames)
-        u = F.relu(_batch_norm_at(self.bn, frames, src), inplace=True)
+        u = gate_input(frames, self.bn, self._affine_cache, index=src)
         # fold_order reads the gate conv's input channels in interleave order
-        gate = gate_from_taps(
-            u, self.conv3D.weight, self.conv3D.bias, self.num_segments, fold_order
-        )
-        return gated_shift(frames, gate, self.num_segments, interleave=False)
+        conv = self.conv3D
+        gate = gate_from_taps(u, conv.weight, conv.bias, self.num_segments, fold_order, conv.cache)
+        # frames is this call's own conv output: the kernel may overwrite it
+        return gated_shift(frames, gate, self.num_segments, interleave=False, reuse_input=True)
 
     def _folded_conv(self, layer: nn.Conv2d, src: Tensor) -> tuple[Tensor, Tensor | None]:
         """``layer``'s weight and bias with output channels in ``src`` order.
@@ -277,17 +258,13 @@ class GateShift(nn.Module):
         weights on every forward; with autograd it is indexed afresh so gradients flow.
         """
         params = (layer.weight,) if layer.bias is None else (layer.weight, layer.bias)
-        # Inference tensors (made under torch.inference_mode) keep no version counter, so an
-        # in-place change could not be seen: those are indexed afresh every time.
-        keep = not torch.is_grad_enabled() and not any(p.is_inference() for p in params)
-        key = tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in params) if keep else None
-        cached = self._folded_cache
-        if keep and cached is not None and cached[0] == key:
-            return cached[1], cached[2]
-        weight = same_format_as(layer.weight.index_select(0, src), layer.weight)
-        bias = None if layer.bias is None else layer.bias.index_select(0, src)
-        self._folded_cache = (key, weight, bias) if keep else None
-        return weight, bias
+
+        def fold() -> tuple[Tensor, Tensor | None]:
+            weight = same_format_as(layer.weight.index_select(0, src), layer.weight)
+            bias = None if layer.bias is None else layer.bias.index_select(0, src)
+            return weight, bias
+
+        return self._folded_cache.get((*params, src), None, fold)
 
     def _can_fold(self, layer: nn.Module) -> bool:
         return (
