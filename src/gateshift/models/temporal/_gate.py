@@ -148,7 +148,7 @@ def gate_input(
     (:func:`._native.affine_relu`) with BN folded to a per-channel scale and shift, kept in
     ``affine_cache`` until the BN's parameters or statistics change.
     """
-    if _eval_batch_norm(bn, x) and _native.takes(x):
+    if eval_batch_norm(bn, x) and _native.takes(x):
         assert isinstance(bn, nn.BatchNorm2d)
         # BatchNorm's kernel updates the running statistics without bumping their version
         # counters; num_batches_tracked, which the module bumps, marks each such update
@@ -170,7 +170,7 @@ def gate_input(
     return F.relu(y, inplace=True)
 
 
-def _eval_batch_norm(bn: nn.Module, x: Tensor) -> bool:
+def eval_batch_norm(bn: nn.Module, x: Tensor) -> bool:
     """True when ``bn(x)`` is a fixed per-channel affine map and nothing records it."""
     if type(bn) is not nn.BatchNorm2d or bn.training or bn.running_var is None:
         return False

@@ -98,7 +98,7 @@ def native_module() -> ModuleType | None:
         return _state["module"]
 
 
-def _channels_last(x: Tensor) -> bool | None:
+def layout(x: Tensor) -> bool | None:
     """Whether ``x`` is channels_last (else contiguous), or None when the kernels cannot take it:
     not on CPU, not float32/bfloat16, not 4-D, empty, or neither layout."""
     if (
@@ -115,7 +115,7 @@ def _channels_last(x: Tensor) -> bool | None:
 
 def takes(x: Tensor) -> bool:
     """True when the kernels are built and can take frames ``x``."""
-    return _channels_last(x) is not None and native_module() is not None
+    return layout(x) is not None and native_module() is not None
 
 
 def gated_shift(
@@ -124,7 +124,7 @@ def gated_shift(
     """GSM's gated shift without interleave (``(N*T, C, H, W)`` frames, ``(N, T, 2, H, W)``
     gate) in one fused pass, or None when the kernels cannot take these tensors. ``inplace``
     overwrites ``x`` (only for frames nothing else holds)."""
-    channels_last = _channels_last(x)
+    channels_last = layout(x)
     if channels_last is None or x.shape[1] % 2 != 0 or x.shape[0] % num_segments != 0:
         return None
     module = native_module()
@@ -142,7 +142,7 @@ def gated_shift(
 def affine_relu(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor | None:
     """``relu(x * scale[c] + shift[c])`` in one pass (an eval BatchNorm and its ReLU), in
     ``x``'s dtype and layout, or None when the kernels cannot take ``x``."""
-    channels_last = _channels_last(x)
+    channels_last = layout(x)
     module = None if channels_last is None else native_module()
     if module is None:
         return None
@@ -157,7 +157,7 @@ def gate_fold(y: Tensor, bias: Tensor, num_segments: int) -> Tensor | None:
     """The gate ``(N, T, 2, H, W)`` from the 54 maps ``(N*T, 54, H, W)`` of the gate's 1x1
     convolution (:func:`._gate._gate_by_fold` without the eager ops), in ``y``'s dtype and
     layout, or None when the kernels cannot take ``y``."""
-    channels_last = _channels_last(y)
+    channels_last = layout(y)
     if channels_last is None or y.shape[1] != 54 or y.shape[0] % num_segments != 0:
         return None
     module = native_module()

@@ -44,12 +44,15 @@ Under tracing / export the same maths runs as plain differentiable tensor ops
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from gateshift.models.temporal import _native
 from gateshift.models.temporal._cache import InferenceCache
 from gateshift.models.temporal._gate import (
+    batch_norm_affine,
+    eval_batch_norm,
     fold_gather_index,
     gate_from_taps,
     gate_input,
@@ -220,6 +223,7 @@ class GateShift(nn.Module):
         # inference only: the folded conv weights and the gate BN as scale and shift
         self._folded_cache: InferenceCache[tuple[Tensor, Tensor | None]] = InferenceCache()
         self._affine_cache: InferenceCache[tuple[Tensor, Tensor]] = InferenceCache()
+        self._fused_cache: InferenceCache[tuple[Tensor, Tensor, Tensor, Tensor]] = InferenceCache()
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
@@ -243,12 +247,49 @@ class GateShift(nn.Module):
         weight, bias = self._folded_conv(layer, src)
         frames = layer._conv_forward(x, weight, bias)  # channels in interleaved order
         self._check(frames)
+        fused = self._fused_gate_and_shift(frames)
+        if fused is not None:
+            return fused
         u = gate_input(frames, self.bn, self._affine_cache, index=src)
         # fold_order reads the gate conv's input channels in interleave order
         conv = self.conv3D
         gate = gate_from_taps(u, conv.weight, conv.bias, self.num_segments, fold_order, conv.cache)
         # frames is this call's own conv output: the kernel may overwrite it
         return gated_shift(frames, gate, self.num_segments, interleave=False, reuse_input=True)
+
+    def _fused_gate_and_shift(self, frames: Tensor) -> Tensor | None:
+        """The rest of :meth:`forward_after` in CPU inference: BN + ReLU, the gate's 1x1 conv,
+        its sums + tanh and the gated shift (in place, into ``frames``, this call's own conv
+        output) as one conv and three C++ passes, with every derived weight kept in one cache.
+        The same steps as the general path, without its per-step checks; None where the
+        kernels cannot run."""
+        bn, conv = self.bn, self.conv3D
+        if torch.is_grad_enabled() or not eval_batch_norm(bn, frames):
+            return None
+        channels_last = _native.layout(frames)
+        module = None if channels_last is None else _native.native_module()
+        if module is None:
+            return None
+        src, fold_order = self.source, self.fold_order
+        assert isinstance(bn, nn.BatchNorm2d) and src is not None and fold_order is not None
+        stats = (bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.num_batches_tracked)
+        tensors = [t for t in (*stats, conv.weight, conv.bias, src, fold_order) if t is not None]
+
+        def plan() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+            scale, shift = batch_norm_affine(bn, src)
+            taps = conv.weight.flatten().index_select(0, fold_order)
+            weight = taps.view(54, self.channels // 2, 1, 1).to(frames.dtype)
+            return scale, shift, weight, conv.bias.detach().float().contiguous()
+
+        scale, shift, weight, bias = self._fused_cache.get(tensors, (bn.eps, frames.dtype), plan)
+        u = module.affine_relu(frames, scale, shift, channels_last)
+        maps = F.conv2d(u, weight, None, groups=2)  # (N*T, 54, H, W)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        if maps.dtype != frames.dtype or not maps.is_contiguous(memory_format=fmt):
+            return None  # not seen; the general path copes with any layout
+        planes = module.gate_fold(maps, bias, self.num_segments, channels_last)
+        module.gated_shift_(frames, planes, self.num_segments, channels_last)
+        return frames
 
     def _folded_conv(self, layer: nn.Conv2d, src: Tensor) -> tuple[Tensor, Tensor | None]:
         """``layer``'s weight and bias with output channels in ``src`` order.
