@@ -8,11 +8,13 @@ turn within each round (round-robin), so slow drifts of the machine hit all of t
 the first table shows medians over the rounds, the second the difference to TSN of the fastest
 round (the estimate least touched by the rest of the host).
 
-Rows: TSN (no temporal module), TSM, our GSM, and a straightforward GSM written the way the
-published definition reads (:class:`StraightforwardGSM`: a contiguous ``(N, C, T, H, W)`` copy,
-BatchNorm3d, grouped ``Conv3d``, ``torch.cat`` shifts, a copy back to frames), which is what the
-released code does. Columns: fp32 in NCHW, fp32 in channels_last, bf16 autocast in
-channels_last, training step in fp32 (NCHW and channels_last).
+Rows: TSN (no temporal module), TSM, our GSM, our GSM with its fused C++ inference kernels off
+(``GATESHIFT_NATIVE=0``: the same maths as eager PyTorch ops; training uses those anyway, so
+its train columns measure the same thing twice and show the noise), and a straightforward GSM
+written the way the published definition reads (:class:`StraightforwardGSM`: a contiguous
+``(N, C, T, H, W)`` copy, BatchNorm3d, grouped ``Conv3d``, ``torch.cat`` shifts, a copy back to
+frames), which is what the released code does. Columns: fp32 in NCHW, fp32 in channels_last,
+bf16 autocast in channels_last, training step in fp32 (NCHW and channels_last).
 
 Checks printed below the table, for GSM BN-Inception with a random (non-zero) gate: the
 largest relative difference of channels_last fp32 logits from NCHW fp32, and how often bf16
@@ -23,6 +25,7 @@ and fp32 agree on the top-1 class over clips of the embedded dataset (64 px vide
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -91,7 +94,7 @@ def randomise_gates(model: nn.Module) -> nn.Module:
 
 
 def build(backbone: str, kind: str) -> nn.Module:
-    temporal = "gsm" if kind == "gsm_straightforward" else kind
+    temporal = "gsm" if kind.startswith("gsm") else kind
     model = create_model(f"{backbone}_{temporal}", num_classes=174, num_segments=8)
     if kind == "gsm_straightforward":
         straightforward(model)
@@ -120,6 +123,23 @@ def timers(model: nn.Module, channels_last: bool, bf16: bool) -> dict[str, Calla
         optimizer.step()
 
     return {"infer": infer, "train": train}
+
+
+def without_kernels(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` run with the fused inference kernels switched off."""
+
+    def run() -> None:
+        before = os.environ.get("GATESHIFT_NATIVE")
+        os.environ["GATESHIFT_NATIVE"] = "0"
+        try:
+            fn()
+        finally:
+            if before is None:
+                del os.environ["GATESHIFT_NATIVE"]
+            else:
+                os.environ["GATESHIFT_NATIVE"] = before
+
+    return run
 
 
 def round_robin(
@@ -156,6 +176,8 @@ def measure_backbone(backbone: str, kinds: list[str], repeats: int) -> dict[str,
     }
     for column, (cl, bf16, what) in MODES.items():
         fns = {k: timers(m, cl, bf16)[what] for k, m in models.items()}
+        if "gsm_eager" in fns:
+            fns["gsm_eager"] = without_kernels(fns["gsm_eager"])
         rounds = repeats
         for k, (median, fastest) in round_robin(fns, rounds, warmup=2).items():
             rows[k][column] = median
@@ -243,7 +265,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}")
-    kinds = ["tsn", "tsm", "gsm", "gsm_straightforward"]
+    kinds = ["tsn", "tsm", "gsm", "gsm_eager", "gsm_straightforward"]
     results = {b: measure_backbone(b, kinds, args.repeats) for b in args.backbones}
     for backbone, rows in results.items():
         print_table(backbone, rows)
