@@ -97,3 +97,39 @@ def test_eval_sees_a_new_bn_eps_and_momentum_does_not_matter() -> None:
     fresh.bn.eps = 0.5
     with torch.no_grad():
         torch.testing.assert_close(got, fresh(x), rtol=1e-5, atol=1e-5)
+
+
+def test_threads_running_one_model_in_fp32_and_bf16_get_their_own_weights() -> None:
+    """Autocast is per thread, the caches are per module: threads sharing a model in fp32 and
+    bf16 at once each get exactly their single-thread result (the cache swaps its entry as one
+    tuple, so no thread pairs one call's key with another call's value)."""
+    torch.manual_seed(0)
+    gsm = GateShift(16, 4)
+    _randomised_bn(gsm)
+    wrap = TemporalWrap(nn.Conv2d(6, 16, 3, padding=1), gsm, "after").eval()
+    x = torch.randn(8, 6, 7, 5)
+
+    def run(bf16: bool) -> torch.Tensor:
+        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            return wrap(x)
+
+    want = {False: run(False), True: run(True)}
+    errors: list[str] = []
+
+    def worker(bf16: bool) -> None:
+        for _ in range(30):
+            try:
+                got = run(bf16)
+                if got.dtype != want[bf16].dtype or not torch.equal(got, want[bf16]):
+                    errors.append(f"bf16={bf16}: wrong result")
+            except Exception as error:  # a dtype mix-up shows as an error in conv2d
+                errors.append(f"bf16={bf16}: {error}")
+
+    import threading
+
+    threads = [threading.Thread(target=worker, args=(i % 2 == 1,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []

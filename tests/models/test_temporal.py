@@ -250,3 +250,23 @@ def test_torch_export_matches_eager(kind: str) -> None:
     expected = module(x)
     exported = torch.export.export(module, (x,))
     torch.testing.assert_close(exported.module()(x), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("kind", ["gsm", "gsf", "tsm"])
+def test_modules_cast_to_half_precision_follow_float32(
+    dtype: torch.dtype, channels_last: bool, kind: str
+) -> None:
+    """A whole module in fp16/bf16 on CPU (eval, no grad: the fused kernels take bf16, fp16
+    runs the eager ops) stays within half precision of its float32 self."""
+    t, c = 4, 16
+    module = _randomise(make_temporal(kind, c, num_segments=t), seed=5).eval()
+    x = torch.randn(2 * t, c, 6, 5, generator=torch.Generator().manual_seed(1))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        want = module(x)
+        got = module.to(dtype)(x.to(dtype))
+    assert got.dtype == dtype and torch.isfinite(got).all()
+    torch.testing.assert_close(got.float(), want, rtol=0.05, atol=0.05)

@@ -24,22 +24,26 @@ class InferenceCache(Generic[V]):
     """
 
     def __init__(self) -> None:
-        self._tensors: tuple[Tensor, ...] = ()
-        self._key: tuple[object, ...] | None = None
-        self._value: V | None = None
+        # (tensors, key, value) as one tuple, replaced whole, so that threads running the same
+        # model never see one call's key with another call's value
+        self._entry: tuple[tuple[Tensor, ...], tuple[object, ...], V] | None = None
 
     def get(self, tensors: Sequence[Tensor], extra: object, compute: Callable[[], V]) -> V:
         if torch.is_grad_enabled() or any(t.is_inference() for t in tensors):
             self.clear()
             return compute()
         key = (extra, *((t._version, t.data_ptr(), t.dtype, t.device) for t in tensors))
-        same = len(tensors) == len(self._tensors) and all(
-            a is b for a, b in zip(tensors, self._tensors, strict=True)
-        )
-        if not same or key != self._key or self._value is None:
-            self._value = compute()
-            self._tensors, self._key = tuple(tensors), key
-        return self._value
+        entry = self._entry
+        if (
+            entry is not None
+            and entry[1] == key
+            and len(entry[0]) == len(tensors)
+            and all(a is b for a, b in zip(tensors, entry[0], strict=True))
+        ):
+            return entry[2]
+        value = compute()
+        self._entry = (tuple(tensors), key, value)
+        return value
 
     def clear(self) -> None:
-        self._tensors, self._key, self._value = (), None, None
+        self._entry = None
