@@ -74,10 +74,16 @@ def _build() -> ModuleType | None:
             os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
         except ImportError:
             pass
-    log.info("building gateshift's native CPU kernels (once per machine, ~15 s)")
+    name = f"gateshift_native_{_cpu_tag()}"
+    try:  # a private helper, so only for the message: is there a build to reuse?
+        built = any(Path(cpp_extension._get_build_directory(name, False)).glob("*.so"))
+    except Exception:
+        built = False
+    if not built:
+        log.info("building gateshift's native CPU kernels (once per machine, ~15 s)")
     try:
         module: ModuleType = cpp_extension.load(
-            name=f"gateshift_native_{_cpu_tag()}",
+            name=name,
             sources=[str(_SOURCE)],
             extra_cflags=["-O3", "-march=native", "-fopenmp"],
             verbose=False,
