@@ -150,10 +150,7 @@ def gate_input(
     """
     if eval_batch_norm(bn, x) and _native.takes(x):
         assert isinstance(bn, nn.BatchNorm2d)
-        # BatchNorm's kernel updates the running statistics without bumping their version
-        # counters; num_batches_tracked, which the module bumps, marks each such update
-        stats = (bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.num_batches_tracked)
-        tensors = [t for t in stats if t is not None]
+        tensors = batch_norm_state(bn)
         if index is not None:
             tensors.append(index)
 
@@ -180,6 +177,16 @@ def eval_batch_norm(bn: nn.Module, x: Tensor) -> bool:
     return not (
         torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))
     )
+
+
+def batch_norm_state(bn: nn.BatchNorm2d) -> list[Tensor]:
+    """The tensors an eval BatchNorm's output depends on, for :class:`InferenceCache` keys.
+
+    BatchNorm's kernel updates the running statistics without bumping their version counters;
+    ``num_batches_tracked``, which the module bumps, marks each such update.
+    """
+    stats = (bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.num_batches_tracked)
+    return [t for t in stats if t is not None]
 
 
 def batch_norm_affine(bn: nn.BatchNorm2d, index: Tensor | None = None) -> tuple[Tensor, Tensor]:

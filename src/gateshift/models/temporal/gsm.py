@@ -52,6 +52,7 @@ from gateshift.models.temporal import _native
 from gateshift.models.temporal._cache import InferenceCache
 from gateshift.models.temporal._gate import (
     batch_norm_affine,
+    batch_norm_state,
     eval_batch_norm,
     fold_gather_index,
     gate_from_taps,
@@ -272,8 +273,7 @@ class GateShift(nn.Module):
             return None
         src, fold_order = self.source, self.fold_order
         assert isinstance(bn, nn.BatchNorm2d) and src is not None and fold_order is not None
-        stats = (bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.num_batches_tracked)
-        tensors = [t for t in (*stats, conv.weight, conv.bias, src, fold_order) if t is not None]
+        tensors = [*batch_norm_state(bn), conv.weight, conv.bias, src, fold_order]
 
         def plan() -> tuple[Tensor, Tensor, Tensor, Tensor]:
             scale, shift = batch_norm_affine(bn, src)
