@@ -62,7 +62,7 @@ def test_training_step_matches_outputs_gradients_and_bn_statistics() -> None:
     gsm.train()
     x = _clips().requires_grad_()
     x_plain = x.detach().clone().requires_grad_()
-    weights = torch.randn(2 * T, 16, 7, 5)
+    weights = torch.randn(2 * T, 16, 7, 5, generator=torch.Generator().manual_seed(5))
     out = wrap(x)
     (out * weights).sum().backward()
     expected = gsm(conv(x_plain))
@@ -70,10 +70,18 @@ def test_training_step_matches_outputs_gradients_and_bn_statistics() -> None:
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(x.grad, x_plain.grad, rtol=1e-4, atol=1e-5)
     fused = dict(wrap.named_parameters())
+
+    def close_grads(got: torch.Tensor | None, want: torch.Tensor | None) -> None:
+        # the two paths add the same float32 terms in another order: rounding scales with
+        # the size of the gradient, so the absolute tolerance does too
+        assert got is not None and want is not None
+        scale = max(1.0, want.abs().max().item())
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * scale)
+
     for name, p in conv.named_parameters():
-        torch.testing.assert_close(fused[f"layer.{name}"].grad, p.grad, rtol=1e-4, atol=1e-5)
+        close_grads(fused[f"layer.{name}"].grad, p.grad)
     for name, p in gsm.named_parameters():
-        torch.testing.assert_close(fused[f"temporal.{name}"].grad, p.grad, rtol=1e-4, atol=1e-5)
+        close_grads(fused[f"temporal.{name}"].grad, p.grad)
     buffers = dict(wrap.named_buffers())
     for name, b in gsm.bn.named_buffers():
         torch.testing.assert_close(buffers[f"temporal.bn.{name}"], b)
