@@ -84,61 +84,12 @@ inline float fast_tanh(float x) {
   return x != x ? x : (x < 0.0f ? -t : t);  // NaN stays NaN
 }
 
-// channels_last: frames (N*T, H, W, C) in memory, gate (N*T, H, W, 2).
+// gated_shift, channels_last: frames (N, T, H*W pixels, C), gate (N*T, H, W, 2). A task owns
+// one pixel of one clip through all its frames; half 1 walks the frames forwards and half 2
+// backwards, so out may be x itself: every neighbour is read before it is overwritten.
 template <typename T>
-void shift_channels_last(const T* x, const T* gate, T* out, int64_t frames, int64_t segments,
+void shift_channels_last(const T* x, const T* gate, T* out, int64_t clips, int64_t segments,
                          int64_t pixels, int64_t channels) {
-  const int64_t half = channels / 2;
-  at::parallel_for(0, frames * pixels, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {  // i = frame * pixels + pixel
-      const int64_t t = (i / pixels) % segments;
-      for (int64_t h = 0; h < 2; ++h) {
-        const bool inside = h == 0 ? t + 1 < segments : t > 0;
-        const int64_t other = h == 0 ? i + pixels : i - pixels;  // same pixel, next/previous frame
-        const float keep = 1.0f - load(gate, i * 2 + h);
-        const float take = inside ? load(gate, other * 2 + h) : 0.0f;
-        const T* xi = x + i * channels + h * half;
-        const T* xo = x + (inside ? other : i) * channels + h * half;
-        T* zi = out + i * channels + h * half;
-#pragma omp simd
-        for (int64_t c = 0; c < half; ++c) store(zi, c, keep * load(xi, c) + take * load(xo, c));
-      }
-    }
-  });
-}
-
-// contiguous: frames (N*T, C, H*W), gate (N*T, 2, H*W).
-template <typename T>
-void shift_contiguous(const T* x, const T* gate, T* out, int64_t frames, int64_t segments,
-                      int64_t pixels, int64_t channels) {
-  const int64_t half = channels / 2;
-  at::parallel_for(0, frames * channels, 4, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {  // row = frame * channels + channel
-      const int64_t frame = row / channels, c = row % channels, h = c / half;
-      const int64_t t = frame % segments;
-      const bool inside = h == 0 ? t + 1 < segments : t > 0;
-      const int64_t other = h == 0 ? frame + 1 : frame - 1;
-      const T* g = gate + (frame * 2 + h) * pixels;
-      const T* go = gate + ((inside ? other : frame) * 2 + h) * pixels;
-      const T* xi = x + row * pixels;
-      const T* xo = x + ((inside ? other : frame) * channels + c) * pixels;
-      T* zi = out + row * pixels;
-      const float on = inside ? 1.0f : 0.0f;
-#pragma omp simd
-      for (int64_t p = 0; p < pixels; ++p) {
-        const float xv = load(xi, p);
-        store(zi, p, xv - load(g, p) * xv + on * load(go, p) * load(xo, p));
-      }
-    }
-  });
-}
-
-// In place, channels_last: frames (N, T, H*W pixels, C). A task owns one pixel of one clip
-// through all its frames; half 1 walks the frames forwards and half 2 backwards, so every
-// neighbour is read before it is overwritten.
-template <typename T>
-void shift_channels_last_inplace(T* x, const T* gate, int64_t clips, int64_t segments,
-                                 int64_t pixels, int64_t channels) {
   const int64_t half = channels / 2;
   at::parallel_for(0, clips * pixels, 16, [&](int64_t begin, int64_t end) {
     for (int64_t q = begin; q < end; ++q) {
@@ -148,29 +99,32 @@ void shift_channels_last_inplace(T* x, const T* gate, int64_t clips, int64_t seg
         const bool inside = t + 1 < segments;
         const float keep = 1.0f - load(gate, i * 2);
         const float take = inside ? load(gate, (i + pixels) * 2) : 0.0f;
-        T* xi = x + i * channels;
+        const T* xi = x + i * channels;
         const T* xo = inside ? xi + pixels * channels : xi;
+        T* zi = out + i * channels;
 #pragma omp simd
-        for (int64_t c = 0; c < half; ++c) store(xi, c, keep * load(xi, c) + take * load(xo, c));
+        for (int64_t c = 0; c < half; ++c) store(zi, c, keep * load(xi, c) + take * load(xo, c));
       }
       for (int64_t t = segments - 1; t >= 0; --t) {  // half 2 takes the previous frame
         const int64_t i = first + t * pixels;
         const bool inside = t > 0;
         const float keep = 1.0f - load(gate, i * 2 + 1);
         const float take = inside ? load(gate, (i - pixels) * 2 + 1) : 0.0f;
-        T* xi = x + i * channels + half;
+        const T* xi = x + i * channels + half;
         const T* xo = inside ? xi - pixels * channels : xi;
+        T* zi = out + i * channels + half;
 #pragma omp simd
-        for (int64_t c = 0; c < half; ++c) store(xi, c, keep * load(xi, c) + take * load(xo, c));
+        for (int64_t c = 0; c < half; ++c) store(zi, c, keep * load(xi, c) + take * load(xo, c));
       }
     }
   });
 }
 
-// In place, contiguous: frames (N, T, C, H*W). A task owns one channel of one clip.
+// gated_shift, contiguous: frames (N, T, C, H*W), gate (N*T, 2, H*W). A task owns one channel
+// of one clip, walking its frames in the same orders, so out may again be x.
 template <typename T>
-void shift_contiguous_inplace(T* x, const T* gate, int64_t clips, int64_t segments,
-                              int64_t pixels, int64_t channels) {
+void shift_contiguous(const T* x, const T* gate, T* out, int64_t clips, int64_t segments,
+                      int64_t pixels, int64_t channels) {
   const int64_t half = channels / 2;
   at::parallel_for(0, clips * channels, 4, [&](int64_t begin, int64_t end) {
     for (int64_t q = begin; q < end; ++q) {
@@ -182,13 +136,14 @@ void shift_contiguous_inplace(T* x, const T* gate, int64_t clips, int64_t segmen
         const int64_t other = inside ? (h == 0 ? frame + 1 : frame - 1) : frame;
         const T* g = gate + (frame * 2 + h) * pixels;
         const T* go = gate + (other * 2 + h) * pixels;
-        T* xi = x + (frame * channels + c) * pixels;
+        const T* xi = x + (frame * channels + c) * pixels;
         const T* xo = x + (other * channels + c) * pixels;
+        T* zi = out + (frame * channels + c) * pixels;
         const float on = inside ? 1.0f : 0.0f;
 #pragma omp simd
         for (int64_t p = 0; p < pixels; ++p) {
           const float xv = load(xi, p);
-          store(xi, p, xv - load(g, p) * xv + on * load(go, p) * load(xo, p));
+          store(zi, p, xv - load(g, p) * xv + on * load(go, p) * load(xo, p));
         }
       }
     }
@@ -315,40 +270,35 @@ using Elem = std::remove_pointer_t<P>;
 
 // The Python side (_native.py) checks dtypes, devices, shapes and layouts before calling.
 
-// x: (N*T, C, H, W) float32 or bfloat16, contiguous or channels_last; gate: (N*T, 2, H, W) of
-// the same dtype and layout.
-at::Tensor gated_shift(const at::Tensor& x, const at::Tensor& gate, int64_t segments,
-                       bool channels_last) {
-  at::Tensor out = at::empty_like(x);
-  const int64_t frames = x.size(0), channels = x.size(1), pixels = x.size(2) * x.size(3);
+// x: (N*T, C, H, W) float32 or bfloat16, contiguous or channels_last, whole clips; gate:
+// (N*T, 2, H, W) of the same dtype and layout. out: x's shape, dtype and layout, or x itself.
+static void shift_into(const at::Tensor& x, const at::Tensor& gate, at::Tensor& out,
+                       int64_t segments, bool channels_last) {
+  const int64_t clips = x.size(0) / segments, channels = x.size(1);
+  const int64_t pixels = x.size(2) * x.size(3);
   by_dtype(x, [&](auto* tag) {
     using T = Elem<decltype(tag)>;
     const T* xp = x.const_data_ptr<T>();
     const T* gp = gate.const_data_ptr<T>();
     T* op = out.mutable_data_ptr<T>();
     if (channels_last) {
-      shift_channels_last(xp, gp, op, frames, segments, pixels, channels);
+      shift_channels_last(xp, gp, op, clips, segments, pixels, channels);
     } else {
-      shift_contiguous(xp, gp, op, frames, segments, pixels, channels);
+      shift_contiguous(xp, gp, op, clips, segments, pixels, channels);
     }
   });
+}
+
+at::Tensor gated_shift(const at::Tensor& x, const at::Tensor& gate, int64_t segments,
+                       bool channels_last) {
+  at::Tensor out = at::empty_like(x);
+  shift_into(x, gate, out, segments, channels_last);
   return out;
 }
 
-// The same, overwriting x (which must hold whole clips).
+// The same, overwriting x.
 void gated_shift_(at::Tensor& x, const at::Tensor& gate, int64_t segments, bool channels_last) {
-  const int64_t clips = x.size(0) / segments, channels = x.size(1);
-  const int64_t pixels = x.size(2) * x.size(3);
-  by_dtype(x, [&](auto* tag) {
-    using T = Elem<decltype(tag)>;
-    T* xp = x.mutable_data_ptr<T>();
-    const T* gp = gate.const_data_ptr<T>();
-    if (channels_last) {
-      shift_channels_last_inplace(xp, gp, clips, segments, pixels, channels);
-    } else {
-      shift_contiguous_inplace(xp, gp, clips, segments, pixels, channels);
-    }
-  });
+  shift_into(x, gate, x, segments, channels_last);
 }
 
 // x as for gated_shift; scale, shift: (C) contiguous float32.
