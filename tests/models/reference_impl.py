@@ -1,8 +1,15 @@
 """Slow reference implementations written from the published definitions (loops, 5-D Conv3d).
 
-They follow ../shared/reference/README.md literally: the clip is viewed as (N, C, T, H, W), the
-gate is a real grouped Conv3d after BatchNorm3d + ReLU, every channel and frame is handled in a
-Python loop, and the interleave is applied channel by channel. Nothing here is fast on purpose.
+They follow the papers' definitions literally. GSM (Sudhakaran, Escalera, Lanz, CVPR 2020,
+arXiv 1912.00381, Sec. 3): the clip is viewed as (N, C, T, H, W); the gate is tanh of a real
+grouped 3x3x3 Conv3d (one gate per channel half) after BatchNorm3d + ReLU; each half's gated
+features move one frame (the first half takes the next frame, the second the previous; zeros
+past the clip's ends) and the residual ``x - gate * x`` is added back. GSF (arXiv 2203.08897)
+gates and shifts a leading fraction of the channels, then fuses the shifted and residual parts
+of each half with sigmoid weights from a 2D conv over their spatially averaged (channel, time)
+maps. TSM (Lin, Gan, Han, ICCV 2019, arXiv 1811.08383) moves 1/shift_div of the channels each
+way. The interleave (the channel order of the released GSM code) is applied channel by channel,
+and every channel and frame is handled in a Python loop. Nothing here is fast on purpose.
 """
 
 from __future__ import annotations

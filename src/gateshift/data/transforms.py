@@ -126,12 +126,6 @@ def resize_short_side(frames: Tensor, size: int) -> Tensor:
     return resize(frames, int(h * size / w), size)
 
 
-def centre_box(height: int, width: int, size: int) -> Box:
-    """Centre crop of ``size`` (clipped to the frame); offsets rounded down."""
-    h, w = min(size, height), min(size, width)
-    return (height - h) // 2, (width - w) // 2, h, w
-
-
 def eval_boxes(height: int, width: int, size: int, num_crops: int) -> list[Box]:
     """Boxes of the 1 (centre), 3 (ends and centre of the long side) or 5 (corners + centre)."""
     h, w = min(size, height), min(size, width)
