@@ -8,7 +8,7 @@ import pytest
 
 from gateshift.config import ConfigError, load_config
 from gateshift.engine.demo import DEMO_SETTINGS
-from gateshift.registry import list_models
+from gateshift.models import list_models
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 RECIPES = [p for p in CONFIGS if p.name != "demo.yaml"]

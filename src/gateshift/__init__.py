@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateshift.input_spec import InputSpec
+from gateshift.models import create_model, list_models
 from gateshift.models.weights import load_official_checkpoint, load_pretrained
-from gateshift.registry import create_model, list_models, register_model
+from gateshift.registry import register_model
 
 if TYPE_CHECKING:
     from gateshift.models.recognizer import Recognizer

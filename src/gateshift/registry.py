@@ -1,7 +1,10 @@
-"""The model registry: ``@register_model``, :func:`create_model`, :func:`list_models`.
+"""The model registry: ``@register_model``, :func:`list_models`, :func:`model_builder`.
 
-Names are ``{backbone}_{tsn|tsm|gsm|gsf}``; :mod:`gateshift.models.zoo` registers all of them
-when imported (which these functions do on first use).
+A plain name -> builder table, as timm's ``_registry``: this module imports no model file, so
+model modules can import it to register themselves without a cycle. The built-in
+``{backbone}_{tsn|tsm|gsm|gsf}`` families register in :mod:`gateshift.models.zoo`, which
+importing :mod:`gateshift.models` (and so ``gateshift``) runs; :func:`gateshift.create_model`
+lives with the models, in :mod:`gateshift.models.factory`.
 """
 
 from __future__ import annotations
@@ -9,14 +12,13 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from torch import nn
+# A builder returns a Recognizer; the factory checks that at call time, so that this module
+# need not import the models to name the type.
+Builder = TypeVar("Builder", bound=Callable[..., object])
 
-Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
-
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+_MODELS: dict[str, Callable[..., object]] = {}
 
 
 def register_model(name: str) -> Callable[[Builder], Builder]:
@@ -31,42 +33,15 @@ def register_model(name: str) -> Callable[[Builder], Builder]:
     return decorate
 
 
-def _load_zoo() -> None:
-    import gateshift.models.zoo  # noqa: F401  (registers the built-in models)
-
-
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style ``pattern`` (``"resnet50_*"``), sorted."""
-    _load_zoo()
     return sorted(n for n in _MODELS if fnmatch.fnmatchcase(n, pattern))
 
 
-def model_builder(name: str) -> Callable[..., nn.Module]:
-    _load_zoo()
+def model_builder(name: str) -> Callable[..., object]:
+    """The builder registered as ``name``; an unknown name is an error suggesting close ones."""
     if name not in _MODELS:
         close = difflib.get_close_matches(name, _MODELS, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown model {name!r}{hint} (`gateshift models` lists them)")
     return _MODELS[name]
-
-
-def create_model(
-    name: str,
-    *,
-    num_classes: int | tuple[int, ...],
-    num_segments: int = 8,
-    pretrained: str | Path | None = None,
-    **kwargs: Any,
-) -> Any:
-    """Build a registered model; ``pretrained`` is an ImageNet weight file for its backbone.
-
-    Extra keyword arguments go to the builder: ``dropout`` (0.5), ``interleave`` (True, GSM/GSF
-    channel interleave of the released code), ``gsf_ratio`` (percent of channels GSF processes;
-    the backbone family's default), ``shift_div`` (8, TSM), ``width`` (ResNet base width, 64).
-    """
-    model = model_builder(name)(num_classes=num_classes, num_segments=num_segments, **kwargs)
-    if pretrained is not None:
-        from gateshift.models.weights import load_pretrained
-
-        load_pretrained(model, pretrained)  # type: ignore[arg-type]
-    return model

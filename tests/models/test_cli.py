@@ -39,7 +39,7 @@ def test_profile_json_has_the_documented_keys(capsys: pytest.CaptureFixture[str]
     assert out["params"] - out["tsn_params"] == 55_696  # 29*C + 2 for each of the 8 GSMs
     assert out["flops"] > out["tsn_flops"] > 0
     assert out["latency_s"] > 0 and out["tsn_latency_s"] > 0
-    assert out["frames"] == 2 and out["size"] == 32 and out["fused_kernels"] in (True, False)
+    assert out["frames"] == 2 and out["size"] == 32 and out["native_kernels"] in (True, False)
 
 
 def test_profile_table_and_bad_input(capsys: pytest.CaptureFixture[str]) -> None:

@@ -36,7 +36,8 @@ def _clips(channels_last: bool = False) -> torch.Tensor:
 
 def _fold_is_taken(wrap: TemporalWrap) -> bool:
     assert isinstance(wrap.temporal, GateShift)
-    return wrap.temporal._can_fold(wrap.layer)
+    gsm = wrap.temporal
+    return gsm._can_follow(wrap.layer) and gsm.source is not None
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

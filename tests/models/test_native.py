@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from gateshift import create_model
-from gateshift.models.temporal import _native
-from gateshift.models.temporal._gate import batch_norm_affine, gate_from_maps
-from gateshift.models.temporal.gsm import gated_shift, gated_shift_reference
+from gateshift.models.temporal import GateShift, _native
+from gateshift.models.temporal._fast_gate import batch_norm_affine, gate_from_maps
+from gateshift.models.temporal.gsm import choose_path, gated_shift
 
 needs_native = pytest.mark.skipif(
     not _native.enabled() or shutil.which("c++") is None,
@@ -48,31 +48,44 @@ def test_fused_shift_equals_the_definition(
     assert got.dtype == dtype
     assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
     # the definition in float64 on the same (rounded) inputs; the kernel rounds once
-    want = gated_shift_reference(x.double(), gate.double(), t, interleave=False)
+    want = gated_shift(x.double(), gate.double(), t, interleave=False)
     tol = 1e-6 if dtype == torch.float32 else 2**-8
     torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
 
 
 @needs_native
-def test_no_grad_gated_shift_takes_the_kernel_and_autograd_the_eager_ops(
+def test_inference_takes_the_native_path_and_training_the_autograd_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    x, gate = _frames(1, 4, 8, 4, 4, torch.float32, True)
-    calls: list[int] = []
-    real = _native.gated_shift
+    gsm = GateShift(8, 4, interleave=False).eval()
+    torch.nn.init.normal_(gsm.conv3D.weight, std=0.3)
+    x, _ = _frames(1, 4, 8, 4, 4, torch.float32, True)
+    params = tuple(gsm.parameters())
+    calls: list[str] = []
+    real_shift, real_gate = _native.gated_shift, _native.gate
 
-    def counting(*args: object, **kw: object) -> object:
-        calls.append(1)
-        return real(*args, **kw)  # type: ignore[arg-type]
+    def shift(*args: object, **kw: object) -> object:
+        calls.append("shift")
+        return real_shift(*args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_native, "gated_shift", counting)
+    def gate(*args: object, **kw: object) -> object:
+        calls.append("gate")
+        return real_gate(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_native, "gated_shift", shift)
+    monkeypatch.setattr(_native, "gate", gate)
     with torch.no_grad():
-        fused = gated_shift(x, gate, 4, interleave=False)
-    assert calls == [1]
-    x.requires_grad_()
-    eager = gated_shift(x, gate, 4, interleave=False)
-    assert calls == [1] and eager.requires_grad
-    torch.testing.assert_close(fused, eager.detach(), rtol=1e-6, atol=1e-6)
+        assert choose_path(x, gsm.bn, params) == "native"
+        native = gsm(x)
+    assert calls == ["gate", "shift"]
+    assert choose_path(x, gsm.bn, params) == "autograd"  # the parameters require gradients
+    trained = gsm(x)
+    assert calls == ["gate", "shift"] and trained.requires_grad
+    torch.testing.assert_close(native, trained.detach(), rtol=1e-5, atol=1e-5)
+    monkeypatch.setenv("GATESHIFT_NATIVE", "0")
+    with torch.no_grad():
+        assert choose_path(x, gsm.bn, params) == "eager"
+        assert choose_path(x.double(), gsm.bn, params) == "eager"
 
 
 def test_unsupported_inputs_and_the_switch_fall_back(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,8 +8,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from gateshift.models.temporal import GateShift, GateShiftFuse, TemporalShift, make_temporal
-from gateshift.models.temporal._gate import conv3d_from_taps, fold_gather_index, gate_from_taps
-from gateshift.models.temporal.gsm import _GatedShift, gated_shift_reference
+from gateshift.models.temporal._cache import InferenceCache
+from gateshift.models.temporal._fast_gate import fast_gate
+from gateshift.models.temporal._fast_shift import GatedShiftFunction
+from gateshift.models.temporal._gate import GateConv, conv3d_from_taps
+from gateshift.models.temporal.gsm import gated_shift, spatiotemporal_gate
 
 from .reference_impl import reference_gsf, reference_gsm, reference_tsm
 
@@ -80,7 +83,9 @@ def test_fused_gated_shift_gradcheck(interleave: bool) -> None:
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(6, 8, 3, 4, dtype=torch.float64, generator=gen, requires_grad=True)
     gate = (torch.rand(2, 3, 2, 3, 4, dtype=torch.float64, generator=gen) * 2 - 1).requires_grad_()
-    assert torch.autograd.gradcheck(lambda a, b: _GatedShift.apply(a, b, 3, interleave), (x, gate))
+    assert torch.autograd.gradcheck(
+        lambda a, b: GatedShiftFunction.apply(a, b, 3, interleave), (x, gate)
+    )
 
 
 def test_gsm_module_gradcheck_float64() -> None:
@@ -93,34 +98,41 @@ def test_fused_and_reference_gradients_agree_channels_last() -> None:
     x = _frames(2, 4, 8, channels_last=True).requires_grad_()
     gate = torch.rand(2, 4, 2, 5, 6, requires_grad=True)
     weights = torch.randn(8, 8, 5, 6)
-    (_GatedShift.apply(x, gate, 4, True) * weights).sum().backward()
+    (GatedShiftFunction.apply(x, gate, 4, True) * weights).sum().backward()
     gx, gg = x.grad.clone(), gate.grad.clone()
     x.grad = gate.grad = None
-    (gated_shift_reference(x, gate, 4, True) * weights).sum().backward()
+    (gated_shift(x, gate, 4, True) * weights).sum().backward()
     torch.testing.assert_close(gx, x.grad)
     torch.testing.assert_close(gg, gate.grad)
 
 
-@pytest.mark.parametrize("path", ["fold", "conv"])
+@pytest.mark.parametrize("path", ["fast", "reference"])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_both_gate_paths_equal_the_published_conv3d_in_float64(
     path: str, channels_last: bool
 ) -> None:
     gen = torch.Generator().manual_seed(5)
-    u = torch.randn(2 * 4, 16, 5, 7, dtype=torch.float64, generator=gen)
+    x = torch.randn(2 * 4, 16, 5, 7, dtype=torch.float64, generator=gen)
     if channels_last:
-        u = u.contiguous(memory_format=torch.channels_last)
-    taps = torch.randn(6, 8, 3, 3, dtype=torch.float64, generator=gen)
-    bias = torch.randn(2, dtype=torch.float64, generator=gen)
-    index = fold_gather_index(8) if path == "fold" else None
-    inputs = [t.requires_grad_() for t in (u, taps, bias)]
-    got = gate_from_taps(u, taps, bias, 4, index)  # (N, T, 2, H, W)
-    clip = u.view(2, 4, 16, 5, 7).transpose(1, 2)  # (N, C, T, H, W)
-    published = F.conv3d(clip, conv3d_from_taps(taps), bias, padding=1, groups=2)
+        x = x.contiguous(memory_format=torch.channels_last)
+    conv = GateConv(16, zero_init=False).double()
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(6, 8, 3, 3, dtype=torch.float64, generator=gen))
+        conv.bias.copy_(torch.randn(2, dtype=torch.float64, generator=gen))
+    bn = _randomise(nn.BatchNorm2d(16)).double().eval()
+    inputs = [x.requires_grad_(), conv.weight, conv.bias]
+    if path == "fast":
+        got = fast_gate(x, bn, conv, 4, "autograd", InferenceCache())  # (N, T, 2, H, W)
+    else:
+        got = spatiotemporal_gate(x, bn, conv, 4)
+    clip = F.relu(bn(x)).view(2, 4, 16, 5, 7).transpose(1, 2)  # (N, C, T, H, W)
+    published = F.conv3d(clip, conv3d_from_taps(conv.weight), conv.bias, padding=1, groups=2)
     expected = torch.tanh(published).transpose(1, 2)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
-    frames = got.view(-1, 2, 5, 7)  # the gate comes back in the frames' layout
-    assert frames.is_contiguous(memory_format=torch.channels_last) == channels_last
+    if path == "fast":  # the gate comes back in the frames' layout
+        assert got.reshape(-1, 2, 5, 7).is_contiguous(memory_format=torch.channels_last) == (
+            channels_last
+        )
     weights = torch.randn(got.shape, dtype=torch.float64, generator=gen)
     grads = torch.autograd.grad((got * weights).sum(), inputs)
     wanted = torch.autograd.grad((expected * weights).sum(), inputs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gateshift.registry import create_model, list_models
+from gateshift.models import create_model, list_models
 
 
 def register(sub: Any) -> None:

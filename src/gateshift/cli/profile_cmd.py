@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from gateshift.models.profile import Cost, measure
-from gateshift.models.temporal import _native
-from gateshift.registry import create_model
+from gateshift.inference.profile import Cost, measure
+from gateshift.models import create_model
+from gateshift.models.temporal import native_kernels_available
 
 
 def register(sub: Any) -> None:
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     tsn = cost if tsn_name == args.name else _cost(tsn_name, args, size)
     # GSM/GSF inference on CPU uses compiled kernels where they build (GATESHIFT_NATIVE=0: off)
     uses_kernels = args.device == "cpu" and args.name.endswith(("_gsm", "_gsf"))
-    fused = _native.native_module() is not None if uses_kernels else None
+    native = native_kernels_available() if uses_kernels else None
     if args.json:
         out = {
             "model": args.name,
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             "channels_last": args.channels_last,
             "device": args.device,
             "threads": torch.get_num_threads(),
-            "fused_kernels": fused,
+            "native_kernels": native,
             "params": cost.params,
             "flops": cost.flops,
             "latency_s": cost.latency_s,
@@ -88,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out))
         return 0
     fmt = ("bf16" if args.bf16 else "fp32") + (" channels_last" if args.channels_last else "")
-    if fused is not None:
-        fmt += ", fused CPU kernels " + ("on" if fused else "off")
+    if native is not None:
+        fmt += ", native CPU kernels " + ("on" if native else "off")
     print(
         f"{args.frames} frames x {size}px, batch {args.batch}, {args.device} {fmt}, "
         f"{torch.get_num_threads()} threads, median of {args.repeats}"

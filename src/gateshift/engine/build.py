@@ -13,9 +13,9 @@ import torch
 from gateshift.config import Config
 from gateshift.engine.bundle import bundle_dir
 from gateshift.engine.checkpoint import load_checkpoint
+from gateshift.models import create_model
 from gateshift.models.recognizer import Recognizer
 from gateshift.models.weights import load_strict, map_official_checkpoint, read_weights
-from gateshift.registry import create_model
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 from gateshift.input_spec import InputSpec
+from gateshift.models import create_model
 from gateshift.models.recognizer import Recognizer
 from gateshift.models.weights import load_strict, read_weights
-from gateshift.registry import create_model
 
 BUNDLE_DIR = "bundle"
 BUNDLE_VERSION = 1

@@ -2,6 +2,13 @@
 
 ``tsn`` (no module), ``tsm`` (:class:`TemporalShift`), ``gsm`` (:class:`GateShift`) and ``gsf``
 (:class:`GateShiftFuse`); :func:`make_temporal` builds one by name.
+
+Reading order: ``gsm.py`` (the definition as plain ops, then the one place that picks a path),
+``gsf.py`` and ``tsm.py``; then the fast paths ``_fast_gate.py`` (the gate) and
+``_fast_shift.py`` (the shift, its autograd function, the interleave folded into the
+convolution), ``_native.py`` (the only user of the optional C++ kernels), ``_cache.py``
+(weights derived for inference), ``_gate.py`` (how the gate's weights are stored),
+``_time.py`` (the only place that folds and unfolds time) and ``insert.py`` (placement).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from typing import Literal
 
 from torch import nn
 
+from gateshift.models.temporal import _native
 from gateshift.models.temporal.gsf import GateShiftFuse
 from gateshift.models.temporal.gsm import GateShift
 from gateshift.models.temporal.insert import Site, TemporalWrap, insert_temporal, temporal_modules
@@ -38,6 +46,12 @@ def make_temporal(
     raise ValueError(f"no temporal module for kind {kind!r}; choose from tsm, gsm, gsf")
 
 
+def native_kernels_available() -> bool:
+    """Whether GSM/GSF CPU inference runs on the compiled kernels here (building them on the
+    first call): False when ``GATESHIFT_NATIVE=0`` or when they cannot be built."""
+    return _native.available()
+
+
 __all__ = [
     "TEMPORAL_KINDS",
     "GateShift",
@@ -48,5 +62,6 @@ __all__ = [
     "TemporalWrap",
     "insert_temporal",
     "make_temporal",
+    "native_kernels_available",
     "temporal_modules",
 ]

@@ -1,18 +1,21 @@
-"""Optional fused CPU kernels for GSM/GSF inference (``_native.cpp``), compiled on first use.
+"""Native CPU kernels for GSM/GSF inference (``_native.cpp``), compiled on first use; the only
+module that touches the compiled extension.
 
 Eager PyTorch runs the memory-bound parts of GSM as several passes over memory: the gated
 shift as two, whose inner loops in channels_last are only C/2 elements long (and in bf16 pay a
 slow tail when C/2 is not a multiple of 32), the gate's BatchNorm and ReLU as two, and the
 gate's frame and offset sums and tanh as ten small ops. Here each is one C++ loop: the gated
-shift (4x faster in fp32 and 5.6x in bf16 on BN-Inception's ten GSM sites, 2-core AMD EPYC),
-the eval BatchNorm + ReLU (:func:`affine_relu`) and the gate sums + tanh (:func:`gate_fold`).
-The kernels serve inference only (no autograd graph), on CPU, for float32 and bfloat16 tensors
-that are contiguous or channels_last; anything else, and any machine where the build fails,
+shift (:func:`gated_shift`), the eval BatchNorm + ReLU (:func:`affine_relu`) and the gate sums
++ tanh (:func:`gate_fold`); :func:`gate` runs the whole gate with them. They serve the
+``native`` path of :func:`.gsm.choose_path` only (inference, CPU, float32 and bfloat16 tensors
+that are contiguous or channels_last); anything else, and any machine where the build fails,
 runs the eager ops, which compute the same maths.
 
 The extension is built once per machine with ``torch.utils.cpp_extension`` (a C++ compiler and
 ninja are needed; about 15 s on 2 cores) and cached under ``TORCH_EXTENSIONS_DIR`` (default
 ``~/.cache/torch_extensions``). ``GATESHIFT_NATIVE=0`` turns the kernels off.
+
+Why on by default, and why the build is keyed: MEASURED
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ import hashlib
 import logging
 import os
 import shutil
+import subprocess
 import threading
 from pathlib import Path
 from types import ModuleType
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from gateshift.models.temporal._time import memory_format_of
@@ -47,18 +52,28 @@ def enabled() -> bool:
     )
 
 
-def _cpu_tag() -> str:
-    """Short hash of this CPU's instruction-set flags: the build uses -march=native, so a cache
-    shared between different machines must not hand one machine's binary to another."""
-    flags = ""
+def build_tag() -> str:
+    """Short hash of what the build depends on beyond its sources: the instruction sets
+    ``-march=native`` enables on this machine (the compiler's own predefined macros for it,
+    ``__AVX512F__``, ``__AMX_TILE__``, ...), the compiler and its version, and torch's version.
+
+    The build is cached in a folder named after it, so a cache shared by machines with other
+    CPUs (a cluster's NFS home) or another torch never hands this machine a binary made for
+    another: each gets its own build.
+    """
+    cxx = os.environ.get("CXX", "c++")
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                flags = line
-                break
-    except OSError:
-        pass
-    return hashlib.sha1(flags.encode()).hexdigest()[:10]
+        macros = subprocess.run(
+            [cxx, "-march=native", "-dM", "-E", "-x", "c++", os.devnull],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as error:
+        raise RuntimeError(f"{cxx} -march=native does not run: {error}") from error
+    key = "\n".join([*sorted(macros.splitlines()), cxx, torch.__version__])
+    return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
 def _build() -> ModuleType | None:
@@ -74,7 +89,11 @@ def _build() -> ModuleType | None:
             os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
         except ImportError:
             pass
-    name = f"gateshift_native_{_cpu_tag()}"
+    try:
+        name = f"gateshift_native_{build_tag()}"
+    except RuntimeError as error:
+        log.warning("gateshift native kernels off: %s", error)
+        return None
     try:  # a private helper, so only for the message: is there a build to reuse?
         built = any(Path(cpp_extension._get_build_directory(name, False)).glob("*.so"))
     except Exception:
@@ -98,10 +117,16 @@ def native_module() -> ModuleType | None:
     """The compiled kernels, building them on the first call; None when off or unavailable."""
     if not enabled():
         return None
-    with _lock:
-        if "module" not in _state:
-            _state["module"] = _build()
-        return _state["module"]
+    if "module" not in _state:
+        with _lock:
+            if "module" not in _state:
+                _state["module"] = _build()
+    return _state["module"]
+
+
+def available() -> bool:
+    """True when the kernels are switched on and built (building them if need be)."""
+    return native_module() is not None
 
 
 def layout(x: Tensor) -> bool | None:
@@ -161,8 +186,8 @@ def affine_relu(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor | None:
 
 def gate_fold(y: Tensor, bias: Tensor, num_segments: int) -> Tensor | None:
     """The gate ``(N, T, 2, H, W)`` from the 54 maps ``(N*T, 54, H, W)`` of the gate's 1x1
-    convolution (:func:`._gate._gate_by_fold` without the eager ops), in ``y``'s dtype and
-    layout, or None when the kernels cannot take ``y``."""
+    convolution (:func:`._fast_gate.gate_from_maps` in one pass), in ``y``'s dtype and layout,
+    or None when the kernels cannot take ``y``."""
     channels_last = layout(y)
     if channels_last is None or y.shape[1] != 54 or y.shape[0] % num_segments != 0:
         return None
@@ -171,4 +196,28 @@ def gate_fold(y: Tensor, bias: Tensor, num_segments: int) -> Tensor | None:
         return None
     b = bias.detach().to(torch.float32).contiguous()
     planes: Tensor = module.gate_fold(y, b, num_segments, channels_last)
+    return planes.view(-1, num_segments, *planes.shape[1:])
+
+
+def gate(
+    frames: Tensor, plan: tuple[Tensor, Tensor, Tensor, Tensor], num_segments: int
+) -> Tensor | None:
+    """The whole gate in inference, ``(N, T, 2, H, W)`` in the frames' dtype and layout: BN +
+    ReLU as one pass, the 1x1 convolution to 54 maps, the sums + tanh as one pass.
+
+    ``plan`` is (BN scale, BN shift, 1x1 weight, gate bias), see :data:`._fast_gate.NativePlan`.
+    Checked once here rather than per kernel (the checks cost ~20 us a site). None when the
+    kernels cannot take ``frames``.
+    """
+    channels_last = layout(frames)
+    module = None if channels_last is None else native_module()
+    if module is None or frames.shape[0] % num_segments != 0:
+        return None
+    scale, shift, weight, bias = plan
+    u = module.affine_relu(frames, scale, shift, channels_last)
+    maps = F.conv2d(u, weight, None, groups=2)  # (N*T, 54, H, W)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if maps.dtype != frames.dtype or not maps.is_contiguous(memory_format=fmt):
+        return None  # not seen; the eager ops cope with any layout
+    planes: Tensor = module.gate_fold(maps, bias, num_segments, channels_last)
     return planes.view(-1, num_segments, *planes.shape[1:])

@@ -32,11 +32,6 @@ def split_time(x: Tensor, num_segments: int) -> Tensor:
     return x.view(-1, num_segments, *x.shape[1:])
 
 
-def merge_time(x: Tensor) -> Tensor:
-    """``(N, T, *rest)`` -> ``(N*T, *rest)`` (a view when the layout allows)."""
-    return x.reshape(-1, *x.shape[2:])
-
-
 def take_next(x: Tensor) -> Tensor:
     """Frame t receives frame t+1, the last frame zeros; ``x`` is ``(N, T, ...)``."""
     return torch.cat((x[:, 1:], torch.zeros_like(x[:, :1])), dim=1)

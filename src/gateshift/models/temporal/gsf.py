@@ -10,6 +10,8 @@ replaces GSM's plain sum with a learned fusion, per channel half ``k``::
     Z_k = w_k * S_k + (1 - w_k) * R_k
 
 and interleaves each half as GSM does. ``channel_conv_k`` is a 3x3 Conv2d (2 -> 1, padding 1).
+The gate, the split into halves and the shift are GSM's own pieces (:mod:`.gsm`), on the path
+:func:`.gsm.choose_path` picks; the fusion is plain tensor ops on every path.
 Parameters: 29*C' + 40. A ratio whose C' is not a positive multiple of 4 cannot be interleaved;
 the authors' code crashes on it in forward, we refuse it at construction.
 """
@@ -20,15 +22,16 @@ import torch
 from torch import Tensor, nn
 
 from gateshift.models.temporal._cache import InferenceCache
-from gateshift.models.temporal._gate import make_gate_layers, spatiotemporal_gate
-from gateshift.models.temporal._time import (
-    clips_in_batch,
-    same_format_as,
-    split_time,
-    take_next,
-    take_previous,
+from gateshift.models.temporal._fast_gate import NativePlan, fast_gate
+from gateshift.models.temporal._gate import make_gate_layers
+from gateshift.models.temporal._time import clips_in_batch, same_format_as
+from gateshift.models.temporal.gsm import (
+    check_channels,
+    choose_path,
+    gate_and_shift,
+    merge_halves,
+    spatiotemporal_gate,
 )
-from gateshift.models.temporal.gsm import check_channels
 
 
 def gsf_channels(channels: int, ratio: float) -> int:
@@ -81,7 +84,7 @@ class GateShiftFuse(nn.Module):
         self.bn, self.conv3D = make_gate_layers(processed, zero_init=False)
         self.channel_conv1 = nn.Conv2d(2, 1, kernel_size=3, padding=1)
         self.channel_conv2 = nn.Conv2d(2, 1, kernel_size=3, padding=1)
-        self._affine_cache: InferenceCache[tuple[Tensor, Tensor]] = InferenceCache()  # gate BN
+        self._plan: InferenceCache[NativePlan] = InferenceCache()  # native path's gate weights
 
     def _fusion_weight(self, conv: nn.Conv2d, shifted: Tensor, residual: Tensor) -> Tensor:
         """Weight of the shifted part per (clip, frame, channel); one half (N, T, C'/2, H, W)."""
@@ -94,23 +97,22 @@ class GateShiftFuse(nn.Module):
         clips_in_batch(x, self.num_segments, "GateShiftFuse")
         if x.shape[1] != self.channels:
             raise ValueError(f"GateShiftFuse built for {self.channels} channels got {x.shape[1]}")
-        c = self.processed
+        c, t = self.processed, self.num_segments
         frames = x[:, :c]
-        gate = spatiotemporal_gate(
-            frames, self.bn, self.conv3D, self.num_segments, self._affine_cache
-        )
-        xg = split_time(frames, self.num_segments).unflatten(2, (2, c // 2))  # (N,T,2,C'/2,H,W)
-        y = xg * gate.to(x.dtype).unsqueeze(3)
-        residual = xg - y
-        shifted = (take_next(y[:, :, 0]), take_previous(y[:, :, 1]))
+        bn, conv = self.bn, self.conv3D
+        path = choose_path(frames, bn, (bn.weight, bn.bias, conv.weight, conv.bias))
+        if path == "reference":
+            gate = spatiotemporal_gate(frames, bn, conv, t)
+        else:
+            gate = fast_gate(frames, bn, conv, t, path, self._plan)
+        shifted, residual = gate_and_shift(frames, gate, t)  # per half (N, T, C'/2, H, W)
         fused = []
-        for k, conv in enumerate((self.channel_conv1, self.channel_conv2)):
-            w = self._fusion_weight(conv, shifted[k], residual[:, :, k]).to(x.dtype)
-            fused.append(residual[:, :, k] + w * (shifted[k] - residual[:, :, k]))
-        z = torch.stack(fused, dim=2)  # (N, T, 2, C'/2, H, W)
-        if self.interleave:
-            z = z.unflatten(3, (2, c // 4)).transpose(3, 4)  # (N, T, 2, C'/4, 2, H, W)
-        z = z.reshape(-1, c, *x.shape[2:])  # (N*T, C', H, W)
+        for s, r, conv_k in zip(
+            shifted, residual, (self.channel_conv1, self.channel_conv2), strict=True
+        ):
+            w = self._fusion_weight(conv_k, s, r).to(x.dtype)
+            fused.append(r + w * (s - r))
+        z = merge_halves(torch.stack(fused, dim=2), self.interleave)  # (N*T, C', H, W)
         if c < self.channels:
             z = torch.cat((z, x[:, c:]), dim=1)
         return same_format_as(z, x)

@@ -53,9 +53,9 @@ class TemporalWrap(nn.Module):
         if self.position == "before":
             out: Tensor = self.layer(self.temporal(x))
             return out
-        fused = getattr(self.temporal, "forward_after", None)  # a module that folds into layer
-        if fused is not None:
-            out = fused(self.layer, x)
+        after = getattr(self.temporal, "forward_after", None)  # GSM: may fold into the layer
+        if after is not None:
+            out = after(self.layer, x)
             return out
         out = self.temporal(self.layer(x))
         return out
