@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +14,15 @@ import torch
 # fight over the cores (OpenMP threads spin while they wait)
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, torch.get_num_threads() // _workers)))
+
+
+@pytest.fixture(autouse=True)
+def _seed_rngs() -> None:
+    """Every test starts from the same random state, whatever ran before it (or in which
+    xdist worker): a test that draws from the global RNGs gets the same numbers every run."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import gateshift
 from gateshift.models.temporal import GateShift, GateShiftFuse, make_temporal, temporal_modules
 from gateshift.models.temporal.insert import TemporalWrap
 
-from .test_temporal import _frames, _randomise
+from .helpers import random_frames, randomise
 
 pytestmark = [
     pytest.mark.gpu,
@@ -37,9 +37,9 @@ def _exact_cuda_math() -> object:
 @pytest.mark.parametrize("kind", ["gsm", "gsf", "tsm"])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_temporal_module_on_cuda_matches_cpu(kind: str, channels_last: bool) -> None:
-    module = _randomise(make_temporal(kind, 16, num_segments=4)).train()
+    module = randomise(make_temporal(kind, 16, num_segments=4)).train()
     gpu_module = copy.deepcopy(module).to(CUDA)
-    x = _frames(2, 4, 16, channels_last=channels_last).requires_grad_()
+    x = random_frames(2, 4, 16, channels_last=channels_last).requires_grad_()
     xg = x.detach().to(CUDA).requires_grad_()
     weights = torch.randn(x.shape)
     expected = module(x)
@@ -59,7 +59,7 @@ def test_fused_gsm_after_conv_under_autocast(dtype: torch.dtype) -> None:
     if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16")
     conv = nn.Conv2d(6, 16, 3, padding=1)
-    wrap = TemporalWrap(conv, _randomise(GateShift(16, 4)), "after").to(CUDA).eval()
+    wrap = TemporalWrap(conv, randomise(GateShift(16, 4)), "after").to(CUDA).eval()
     x = torch.randn(8, 6, 7, 5, device=CUDA)
     with torch.no_grad():
         expected = wrap.temporal(wrap.layer(x))  # fp32, unfused

@@ -17,14 +17,14 @@ from torch import nn
 from gateshift.models.temporal import GateShift
 from gateshift.models.temporal.insert import TemporalWrap
 
-from .test_temporal import _randomise
+from .helpers import randomise
 
 T = 4
 
 
 def _pair(channels: int = 16, bias: bool = True) -> tuple[TemporalWrap, nn.Conv2d, GateShift]:
     conv = nn.Conv2d(6, channels, 3, padding=1, bias=bias)
-    gsm = _randomise(GateShift(channels, T), seed=3)
+    gsm = randomise(GateShift(channels, T), seed=3)
     wrap = TemporalWrap(copy.deepcopy(conv), copy.deepcopy(gsm), "after")
     return wrap, conv, gsm
 

@@ -14,27 +14,8 @@ from gateshift.models.temporal._fast_shift import GatedShiftFunction
 from gateshift.models.temporal._gate import GateConv, conv3d_from_taps
 from gateshift.models.temporal.gsm import gated_shift, spatiotemporal_gate
 
+from .helpers import random_frames, randomise
 from .reference_impl import reference_gsf, reference_gsm, reference_tsm
-
-
-def _randomise(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial parameters and BN statistics so every term of the maths matters."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-        for name, b in module.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(torch.randn(b.shape, generator=gen) * 0.1)
-            elif name.endswith("running_var"):
-                b.copy_(torch.rand(b.shape, generator=gen) + 0.5)
-    return module
-
-
-def _frames(n: int, t: int, c: int, hw: int = 5, *, channels_last: bool = False) -> torch.Tensor:
-    x = torch.randn(n * t, c, hw, hw + 1, generator=torch.Generator().manual_seed(1))
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
 
 # ---------------------------------------------------------------- GSM
 
@@ -56,8 +37,8 @@ def test_gsm_worked_example_from_reference() -> None:
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("training", [False, True])
 def test_gsm_matches_reference(interleave: bool, channels_last: bool, training: bool) -> None:
-    gsm = _randomise(GateShift(8, 3, interleave=interleave)).train(training)
-    x = _frames(2, 3, 8, channels_last=channels_last)
+    gsm = randomise(GateShift(8, 3, interleave=interleave)).train(training)
+    x = random_frames(2, 3, 8, channels_last=channels_last)
     expected = reference_gsm(gsm, x, training=training)
     got = gsm(x)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
@@ -67,7 +48,7 @@ def test_gsm_matches_reference(interleave: bool, channels_last: bool, training: 
 def test_gsm_zero_init_is_the_interleave_permutation() -> None:
     gsm = GateShift(16, 4).eval()
     assert torch.count_nonzero(gsm.conv3D.weight) == 0 and torch.count_nonzero(gsm.conv3D.bias) == 0
-    x = _frames(1, 4, 16)
+    x = random_frames(1, 4, 16)
     half = [2 * (i % 4) + i // 4 for i in range(8)]  # where old channel i of a half goes
     perm = [0] * 16
     for g in range(2):
@@ -89,13 +70,13 @@ def test_fused_gated_shift_gradcheck(interleave: bool) -> None:
 
 
 def test_gsm_module_gradcheck_float64() -> None:
-    gsm = _randomise(GateShift(4, 3)).double().eval()
+    gsm = randomise(GateShift(4, 3)).double().eval()
     x = torch.randn(6, 4, 3, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(gsm, (x,))
 
 
 def test_fused_and_reference_gradients_agree_channels_last() -> None:
-    x = _frames(2, 4, 8, channels_last=True).requires_grad_()
+    x = random_frames(2, 4, 8, channels_last=True).requires_grad_()
     gate = torch.rand(2, 4, 2, 5, 6, requires_grad=True)
     weights = torch.randn(8, 8, 5, 6)
     (GatedShiftFunction.apply(x, gate, 4, True) * weights).sum().backward()
@@ -119,7 +100,7 @@ def test_both_gate_paths_equal_the_published_conv3d_in_float64(
     with torch.no_grad():
         conv.weight.copy_(torch.randn(6, 8, 3, 3, dtype=torch.float64, generator=gen))
         conv.bias.copy_(torch.randn(2, dtype=torch.float64, generator=gen))
-    bn = _randomise(nn.BatchNorm2d(16)).double().eval()
+    bn = randomise(nn.BatchNorm2d(16)).double().eval()
     inputs = [x.requires_grad_(), conv.weight, conv.bias]
     if path == "fast":
         got = fast_gate(x, bn, conv, 4, "autograd", InferenceCache())  # (N, T, 2, H, W)
@@ -146,14 +127,14 @@ def test_gsm_parameter_count_is_29c_plus_2() -> None:
 
 
 def test_gate_state_dict_round_trips_the_published_conv3d_layout() -> None:
-    gsm = _randomise(GateShift(8, 4))
+    gsm = randomise(GateShift(8, 4))
     weight5 = gsm.state_dict()["conv3D.weight"]
     # tap k of group g in the stored 2-D form is the published kernel [g, :, k]
     torch.testing.assert_close(gsm.conv3D.weight[3 * 1 + 2], weight5[1, :, 2])
     other = GateShift(8, 4)
     other.load_state_dict(gsm.state_dict())
     torch.testing.assert_close(other.conv3D.weight, gsm.conv3D.weight)
-    x = _frames(1, 4, 8)
+    x = random_frames(1, 4, 8)
     torch.testing.assert_close(other.eval()(x), gsm.eval()(x))
 
 
@@ -172,8 +153,8 @@ def test_gsm_state_dict_names_follow_the_release() -> None:
 def test_gsf_matches_reference(
     channels: int, ratio: float, channels_last: bool, training: bool
 ) -> None:
-    gsf = _randomise(GateShiftFuse(channels, 3, ratio=ratio)).train(training)
-    x = _frames(2, 3, channels, channels_last=channels_last)
+    gsf = randomise(GateShiftFuse(channels, 3, ratio=ratio)).train(training)
+    x = random_frames(2, 3, channels, channels_last=channels_last)
     torch.testing.assert_close(gsf(x), reference_gsf(gsf, x, training), rtol=1e-5, atol=1e-5)
 
 
@@ -193,7 +174,7 @@ def test_gsf_bad_ratio_is_a_construction_error(channels: int, ratio: float) -> N
 
 
 def test_gsf_gradcheck_float64() -> None:
-    gsf = _randomise(GateShiftFuse(8, 3, ratio=50)).double().eval()
+    gsf = randomise(GateShiftFuse(8, 3, ratio=50)).double().eval()
     x = torch.randn(6, 8, 3, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(gsf, (x,))
 
@@ -203,7 +184,7 @@ def test_gsf_gradcheck_float64() -> None:
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_tsm_matches_reference(channels_last: bool) -> None:
-    x = _frames(2, 4, 16, channels_last=channels_last)
+    x = random_frames(2, 4, 16, channels_last=channels_last)
     out = TemporalShift(16, 4)(x)
     torch.testing.assert_close(out, reference_tsm(x, 4, 8), rtol=0, atol=0)
     assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
@@ -236,8 +217,8 @@ def test_wrong_channel_count_is_a_clear_error(kind: str) -> None:
 @pytest.mark.parametrize("kind", ["gsm", "gsf", "tsm"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_low_precision_matches_float32(kind: str, dtype: torch.dtype) -> None:
-    module = _randomise(make_temporal(kind, 16, num_segments=4)).eval()
-    x = _frames(2, 4, 16)
+    module = randomise(make_temporal(kind, 16, num_segments=4)).eval()
+    x = random_frames(2, 4, 16)
     expected = module(x)
     got = module.to(dtype)(x.to(dtype))
     assert got.dtype == dtype
@@ -246,7 +227,7 @@ def test_low_precision_matches_float32(kind: str, dtype: torch.dtype) -> None:
 
 @pytest.mark.parametrize("kind", ["gsm", "gsf", "tsm"])
 def test_bf16_autocast_backward_runs(kind: str) -> None:
-    module = _randomise(make_temporal(kind, 16, num_segments=4)).train()
+    module = randomise(make_temporal(kind, 16, num_segments=4)).train()
     conv = nn.Conv2d(3, 16, 3, padding=1)
     x = torch.randn(8, 3, 6, 6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -257,8 +238,8 @@ def test_bf16_autocast_backward_runs(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["gsm", "gsf", "tsm"])
 def test_torch_export_matches_eager(kind: str) -> None:
-    module = _randomise(make_temporal(kind, 16, num_segments=4)).eval()
-    x = _frames(1, 4, 16)
+    module = randomise(make_temporal(kind, 16, num_segments=4)).eval()
+    x = random_frames(1, 4, 16)
     expected = module(x)
     exported = torch.export.export(module, (x,))
     torch.testing.assert_close(exported.module()(x), expected)
@@ -273,7 +254,7 @@ def test_modules_cast_to_half_precision_follow_float32(
     """A whole module in fp16/bf16 on CPU (eval, no grad: the fused kernels take bf16, fp16
     runs the eager ops) stays within half precision of its float32 self."""
     t, c = 4, 16
-    module = _randomise(make_temporal(kind, c, num_segments=t), seed=5).eval()
+    module = randomise(make_temporal(kind, c, num_segments=t), seed=5).eval()
     x = torch.randn(2 * t, c, 6, 5, generator=torch.Generator().manual_seed(1))
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
