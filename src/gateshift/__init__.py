@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateshift._version import __version__
 from gateshift.input_spec import InputSpec
 from gateshift.models import create_model, list_models
 from gateshift.models.weights import load_official_checkpoint, load_pretrained
@@ -21,8 +22,6 @@ from gateshift.registry import register_model
 
 if TYPE_CHECKING:
     from gateshift.models.recognizer import Recognizer
-
-__version__ = "0.1.0"
 
 
 def load_model(path: str | Path, *, device: str = "cpu", channels_last: bool = True) -> Recognizer:

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from gateshift import __version__
+from gateshift._version import __version__
 from gateshift.cli import (
     bench_cmd,
     data_cmd,

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from gateshift import __version__
+from gateshift._version import __version__
 from gateshift.config import Config, to_dict, to_yaml
 from gateshift.data.datasets import Batch
 from gateshift.engine import checkpoint as ckpt
