@@ -20,10 +20,7 @@ from typing import Any, Literal
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-DATA_FORMATS = (
-    "folder", "list", "tsn_list", "prepared", "sthv1", "sthv2", "diving48", "epic100",
-    "kinetics", "ucf101", "hmdb51",
-)  # fmt: skip
+from gateshift.data.format_names import FORMATS, DataFormat
 
 
 @dataclass
@@ -42,7 +39,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    format: str = "folder"  # one of DATA_FORMATS
+    format: DataFormat = "folder"  # layout of the annotation files and media (README: Data)
     root: str = ""  # dataset root (required)
     train_split: str = "train"
     val_split: str = "val"
@@ -153,8 +150,8 @@ def validate(cfg: Config) -> None:
     """Checks beyond types; each error names the key."""
     _require(cfg.model.num_segments >= 1, "model.num_segments", "must be >= 1")
     _require(0.0 <= cfg.model.dropout < 1.0, "model.dropout", "must be in [0, 1)")
-    _require(cfg.data.format in DATA_FORMATS, "data.format",
-             f"{cfg.data.format!r} is not one of {', '.join(DATA_FORMATS)}")  # fmt: skip
+    _require(cfg.data.format in FORMATS, "data.format",
+             f"{cfg.data.format!r} is not one of {', '.join(FORMATS)}")  # fmt: skip
     _require(bool(cfg.data.root), "data.root", "is required (the dataset root folder)")
     _require(cfg.data.num_workers >= 0, "data.num_workers", "must be >= 0")
     _require(all(0 < s <= 1 for s in cfg.data.scales) and bool(cfg.data.scales),

@@ -1,12 +1,12 @@
 """Annotation formats: one parser per dataset layout, all returning a ``VideoDataset``.
 
 ``load_annotations(format, root, split, **overrides)`` is the entry point; ``FORMATS`` names the
-formats (the values of the config key ``data.format``). Splits are ``train``, ``val``
-(``validation`` accepted) and ``test``. Every file location below is relative to ``root`` and
-can be overridden by keyword (relative to ``root`` or absolute): ``annotation_file`` (the split's
-list), ``labels_file`` / ``classes_file`` / ``vocab_file``, ``data_dir`` (where the media live),
-plus the format's own options. ``drop_missing=True`` drops records whose file is absent (Kinetics
-downloads always miss some). Default layouts, as the official downloads unpack:
+formats (the values of the config key ``data.format``, from :mod:`.format_names`). Splits are
+``train``, ``val`` (``validation`` accepted) and ``test``. Every file location below is relative to
+``root`` and can be overridden by keyword (relative to ``root`` or absolute): ``annotation_file``
+(the split's list), ``labels_file`` / ``classes_file`` / ``vocab_file``, ``data_dir`` (where the
+media live), plus the format's own options. ``drop_missing=True`` drops records whose file is absent
+(Kinetics downloads always miss some). Default layouts, as the official downloads unpack:
 
 - ``sthv1``: ``something-something-v1-{train,validation,test}.csv`` (``id;label``),
   ``something-something-v1-labels.csv``; frames ``20bn-something-something-v1/<id>/00001.jpg``.
@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from gateshift.data import _formats as F
+from gateshift.data.format_names import FORMATS, DataFormat, is_format
 from gateshift.data.readers import VIDEO_EXTENSIONS
 from gateshift.data.records import VideoDataset, VideoRecord
 
@@ -249,7 +250,8 @@ def load_prepared(root: Path, split: str) -> VideoDataset:
     )
 
 
-_PARSERS: dict[str, Callable[..., VideoDataset]] = {
+# keys: exactly the names of format_names.DataFormat (mypy checks each, a test that none is missing)
+_PARSERS: dict[DataFormat, Callable[..., VideoDataset]] = {
     "sthv1": F.load_sthv1,
     "sthv2": F.load_sthv2,
     "diving48": F.load_diving48,
@@ -262,7 +264,6 @@ _PARSERS: dict[str, Callable[..., VideoDataset]] = {
     "folder": load_folder,
     "prepared": load_prepared,
 }
-FORMATS: tuple[str, ...] = tuple(_PARSERS)
 
 
 def format_options(fmt: str) -> list[str]:
@@ -272,7 +273,7 @@ def format_options(fmt: str) -> list[str]:
 
 
 def _parser(fmt: str) -> Callable[..., VideoDataset]:
-    if fmt not in _PARSERS:
+    if not is_format(fmt):
         raise ValueError(f"unknown annotation format {fmt!r}; choose from {', '.join(FORMATS)}")
     return _PARSERS[fmt]
 
