@@ -224,3 +224,37 @@ def test_in_place_shift_equals_the_out_of_place_one(
     got = _native.gated_shift(y, gate, 5, inplace=True)
     assert got is y and want is not None
     torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_the_build_is_keyed_by_the_instruction_sets_the_compiler_targets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cache shared by machines with other CPUs (an NFS home) must not hand one machine's
+    -march=native build to another: the build folder's name follows the compiler's target."""
+    import subprocess
+
+    targets = {"now": "#define __AVX2__ 1\n#define __AVX512F__ 1\n"}
+
+    def compiler(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        assert "-march=native" in cmd and "-dM" in cmd
+        return subprocess.CompletedProcess(cmd, 0, stdout=targets["now"], stderr="")
+
+    monkeypatch.setattr(subprocess, "run", compiler)
+    avx512 = _native.build_tag()
+    targets["now"] = "#define __AVX512F__ 1\n#define __AVX2__ 1\n"  # same set, other order
+    assert _native.build_tag() == avx512
+    targets["now"] = "#define __AVX2__ 1\n"  # an older CPU
+    avx2 = _native.build_tag()
+    assert avx2 != avx512
+    monkeypatch.setattr(_native.torch, "__version__", "0.0.0")  # another torch
+    assert _native.build_tag() != avx2
+
+
+def test_a_compiler_that_cannot_target_this_machine_turns_the_kernels_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    monkeypatch.setattr(_native.shutil, "which", lambda name: name)  # "found" on PATH
+    with pytest.raises(RuntimeError, match="march=native"):
+        _native.build_tag()
+    assert _native._build() is None
