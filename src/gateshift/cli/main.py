@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from gateshift._version import __version__
 from gateshift.cli import (
     bench_cmd,
+    config_cmd,
     data_cmd,
     demo_cmd,
     ensemble_cmd,
@@ -26,6 +27,7 @@ SUBCOMMANDS = (
     models_cmd,
     profile_cmd,
     data_cmd,
+    config_cmd,
     train_cmd,
     evaluate_cmd,
     ensemble_cmd,

@@ -20,6 +20,7 @@ def register(sub: Any) -> None:
             "Resumes from the latest checkpoint in out_dir (train.resume=auto). Several "
             "processes: `torchrun --nproc_per_node N -m gateshift train CONFIG ...`."
         ),
+        epilog="Every key with its default and meaning: `gateshift config` (e.g. 'optim.*').",
     )
     p.add_argument("config", help="YAML config file")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
