@@ -55,14 +55,14 @@ def test_temporal_module_on_cuda_matches_cpu(kind: str, channels_last: bool) -> 
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_fused_gsm_after_conv_under_autocast(dtype: torch.dtype) -> None:
+def test_gsm_after_conv_under_autocast(dtype: torch.dtype) -> None:
     if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16")
     conv = nn.Conv2d(6, 16, 3, padding=1)
     wrap = TemporalWrap(conv, randomise(GateShift(16, 4)), "after").to(CUDA).eval()
     x = torch.randn(8, 6, 7, 5, device=CUDA)
     with torch.no_grad():
-        expected = wrap.temporal(wrap.layer(x))  # fp32, unfused
+        expected = wrap.temporal(wrap.layer(x))  # fp32, not folded
         with torch.autocast("cuda", dtype):
             got = wrap(x)
     assert got.dtype == dtype

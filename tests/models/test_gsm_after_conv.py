@@ -70,7 +70,7 @@ def test_training_step_matches_outputs_gradients_and_bn_statistics() -> None:
     (expected * weights).sum().backward()
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(x.grad, x_plain.grad, rtol=1e-4, atol=1e-5)
-    fused = dict(wrap.named_parameters())
+    folded = dict(wrap.named_parameters())
 
     def close_grads(got: torch.Tensor | None, want: torch.Tensor | None) -> None:
         # the two paths add the same float32 terms in another order: rounding scales with
@@ -80,9 +80,9 @@ def test_training_step_matches_outputs_gradients_and_bn_statistics() -> None:
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * scale)
 
     for name, p in conv.named_parameters():
-        close_grads(fused[f"layer.{name}"].grad, p.grad)
+        close_grads(folded[f"layer.{name}"].grad, p.grad)
     for name, p in gsm.named_parameters():
-        close_grads(fused[f"temporal.{name}"].grad, p.grad)
+        close_grads(folded[f"temporal.{name}"].grad, p.grad)
     buffers = dict(wrap.named_buffers())
     for name, b in gsm.bn.named_buffers():
         torch.testing.assert_close(buffers[f"temporal.bn.{name}"], b)

@@ -1,4 +1,4 @@
-"""The fused C++ inference kernels (gated shift, gate BN + ReLU, gate sums + tanh) against the
+"""The native C++ inference kernels (gated shift, gate BN + ReLU, gate sums + tanh) against the
 plain-op definitions, and whole models with and without them."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def test_the_kernels_build_on_a_machine_with_a_compiler() -> None:
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(("t", "c"), [(1, 4), (3, 6), (4, 70)])
-def test_fused_shift_equals_the_definition(
+def test_native_shift_equals_the_definition(
     channels_last: bool, dtype: torch.dtype, t: int, c: int
 ) -> None:
     x, gate = _frames(2, t, c, 5, 3, dtype, channels_last)
@@ -127,14 +127,14 @@ def test_model_logits_are_the_same_with_and_without_the_kernels(
 
     monkeypatch.setattr(_native, "native_module", lambda: Counting() if _native.enabled() else None)
     with torch.no_grad():
-        fused = model(clip)
+        native = model(clip)
         again = model(clip)  # from the cached BN scale/shift and gate weights
         monkeypatch.setenv("GATESHIFT_NATIVE", "0")
         eager = model(clip)
     assert {"affine_relu", "gate_fold"} <= calls
     assert bool(calls & {"gated_shift", "gated_shift_"}) == name.endswith("gsm")  # GSF: own fuse
-    torch.testing.assert_close(fused, eager, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(again, fused, rtol=0, atol=0)
+    torch.testing.assert_close(native, eager, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(again, native, rtol=0, atol=0)
 
 
 @needs_native
@@ -164,7 +164,7 @@ def _layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("shape", [(8, 6, 5, 3), (2, 37, 1, 1), (4, 64, 7, 7)])
-def test_fused_bn_relu_equals_eval_batch_norm_then_relu(
+def test_native_bn_relu_equals_eval_batch_norm_then_relu(
     channels_last: bool, dtype: torch.dtype, shape: tuple[int, int, int, int]
 ) -> None:
     gen = torch.Generator().manual_seed(shape[1])
@@ -195,7 +195,7 @@ def test_fused_bn_relu_equals_eval_batch_norm_then_relu(
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(("t", "h", "w"), [(8, 9, 7), (1, 3, 5), (3, 1, 1), (2, 7, 2), (4, 2, 1)])
-def test_fused_gate_sums_equal_the_definition(
+def test_native_gate_sums_equal_the_definition(
     channels_last: bool, dtype: torch.dtype, t: int, h: int, w: int
 ) -> None:
     gen = torch.Generator().manual_seed(t * 100 + h * 10 + w)

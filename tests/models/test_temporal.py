@@ -60,7 +60,7 @@ def test_gsm_zero_init_is_the_interleave_permutation() -> None:
 
 
 @pytest.mark.parametrize("interleave", [True, False])
-def test_fused_gated_shift_gradcheck(interleave: bool) -> None:
+def test_gated_shift_function_gradcheck(interleave: bool) -> None:
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(6, 8, 3, 4, dtype=torch.float64, generator=gen, requires_grad=True)
     gate = (torch.rand(2, 3, 2, 3, 4, dtype=torch.float64, generator=gen) * 2 - 1).requires_grad_()
@@ -75,7 +75,7 @@ def test_gsm_module_gradcheck_float64() -> None:
     assert torch.autograd.gradcheck(gsm, (x,))
 
 
-def test_fused_and_reference_gradients_agree_channels_last() -> None:
+def test_autograd_function_and_definition_gradients_agree_channels_last() -> None:
     x = random_frames(2, 4, 8, channels_last=True).requires_grad_()
     gate = torch.rand(2, 4, 2, 5, 6, requires_grad=True)
     weights = torch.randn(8, 8, 5, 6)
@@ -251,7 +251,7 @@ def test_torch_export_matches_eager(kind: str) -> None:
 def test_modules_cast_to_half_precision_follow_float32(
     dtype: torch.dtype, channels_last: bool, kind: str
 ) -> None:
-    """A whole module in fp16/bf16 on CPU (eval, no grad: the fused kernels take bf16, fp16
+    """A whole module in fp16/bf16 on CPU (eval, no grad: the native kernels take bf16, fp16
     runs the eager ops) stays within half precision of its float32 self."""
     t, c = 4, 16
     module = randomise(make_temporal(kind, c, num_segments=t), seed=5).eval()

@@ -153,7 +153,7 @@ def gated_shift(
     x: Tensor, gate: Tensor, num_segments: int, *, inplace: bool = False
 ) -> Tensor | None:
     """GSM's gated shift without interleave (``(N*T, C, H, W)`` frames, ``(N, T, 2, H, W)``
-    gate) in one fused pass, or None when the kernels cannot take these tensors. ``inplace``
+    gate) in one pass, or None when the kernels cannot take these tensors. ``inplace``
     overwrites ``x`` (only for frames nothing else holds)."""
     channels_last = layout(x)
     if channels_last is None or x.shape[1] % 2 != 0 or x.shape[0] % num_segments != 0:
