@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gateshift import create_model
-from gateshift.models.profile import count_flops, count_params
+from gateshift.inference.profile import count_flops, count_params
 from gateshift.models.temporal.gsm import GateShift
 
 # The authors' released GSM / TSN BN-Inception, measured on this kind of 2-core machine (issue 2)

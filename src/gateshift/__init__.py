@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 def load_model(path: str | Path, *, device: str = "cpu", channels_last: bool = True) -> Recognizer:
     """The model of a training run folder, weights loaded, in eval mode, label names in
     ``model.classes``; in channels_last memory format unless asked not to (same outputs,
-    faster convolutions). Imported lazily: the training engine is heavy."""
-    from gateshift.engine.bundle import load_model as load_bundle_model
+    faster convolutions). The inference layer (:mod:`gateshift.inference`) does the work; it is
+    imported lazily, since it pulls in the video readers."""
+    from gateshift.inference.bundle import load_model as load_bundle_model
 
     return load_bundle_model(path, device=device, channels_last=channels_last)
 

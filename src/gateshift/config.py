@@ -103,6 +103,7 @@ class EvalConfig:
     num_clips: int = 1  # clips per video at test time, scores averaged
     num_crops: int = 1  # spatial crops per clip: 1, 3 or 10
     batch_size: int = 4  # videos per evaluation batch
+    precision: Literal["auto", "fp32", "bf16", "fp16"] | None = None  # unset: train.precision
 
 
 @dataclass

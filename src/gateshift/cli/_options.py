@@ -1,9 +1,17 @@
 """Options shared by several commands: the dataset commands' output options (data check, data
-prepare, bench data) and the inference commands' precision (evaluate, predict)."""
+prepare, bench data) and the inference commands' views and precision (evaluate, predict).
+
+``--clips``, ``--crops`` and ``--precision`` have no defaults of their own: each is the config
+key ``eval.num_clips``, ``eval.num_crops`` or ``eval.precision``, and :func:`view_overrides`
+turns the given ones into those overrides, which both commands apply to the run's saved config.
+"""
 
 from __future__ import annotations
 
 import argparse
+
+from gateshift.inference.precision import PRECISIONS
+from gateshift.inference.settings import eval_overrides
 
 
 def add_output_options(p: argparse.ArgumentParser, *, set_example: str) -> None:
@@ -30,14 +38,27 @@ def parse_options(pairs: list[str]) -> dict[str, str]:
     return options
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-def add_precision_option(p: argparse.ArgumentParser, *, default: str | None, meaning: str) -> None:
-    """``--precision auto|fp32|bf16|fp16``; ``meaning`` says what the default does."""
+def add_view_options(p: argparse.ArgumentParser) -> None:
+    """``--clips N``, ``--crops 1|3|10`` and ``--precision auto|fp32|bf16|fp16``."""
+    p.add_argument(
+        "--clips", type=int, help="clips per video (sets eval.num_clips; default: the run's)"
+    )
+    p.add_argument(
+        "--crops",
+        type=int,
+        choices=(1, 3, 10),
+        help="crops per clip (sets eval.num_crops; default: the run's)",
+    )
     p.add_argument(
         "--precision",
-        default=default,
         choices=PRECISIONS,
-        help=f"autocast dtype (default: {meaning}; bf16 is faster on CPUs that have it)",
+        help=(
+            "autocast dtype (sets eval.precision; default: the run's train.precision, auto: fp32 "
+            "on CPU; bf16 is faster on CPUs that have it)"
+        ),
     )
+
+
+def view_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``eval.*`` overrides that the given ``--clips/--crops/--precision`` stand for."""
+    return eval_overrides(num_clips=args.clips, num_crops=args.crops, precision=args.precision)

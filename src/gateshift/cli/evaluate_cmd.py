@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from gateshift.cli._options import add_precision_option
+from gateshift.cli._options import add_view_options, view_overrides
 
 
 def register(sub: Any) -> None:
@@ -19,15 +19,15 @@ def register(sub: Any) -> None:
             "Score every video of a split with the run's inference bundle, averaging logits over "
             "clips x crops; print top-1, top-5 and mean class accuracy (EPIC: verb, noun, action) "
             "and write metrics.json, per_class.csv, confusion.csv/png under RUN/eval/. "
-            "Overrides change the saved config, e.g. eval.split=test data.root=/elsewhere."
+            "Overrides change the saved config, e.g. eval.split=test data.root=/elsewhere; "
+            "--clips, --crops and --precision set eval.num_clips, eval.num_crops and "
+            "eval.precision."
         ),
     )
     p.add_argument("run", help="run folder (out_dir of `gateshift train`)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    p.add_argument("--clips", type=int, help="clips per video (default eval.num_clips)")
-    p.add_argument("--crops", type=int, choices=(1, 3, 10), help="crops per clip")
+    add_view_options(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
-    add_precision_option(p, default=None, meaning="the run's train.precision")
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON to FILE")
     p.add_argument("--save-scores", metavar="FILE", help="save video scores (.npz) for ensembles")
     p.set_defaults(handler=run)
@@ -40,14 +40,7 @@ def _pct(value: float) -> str:
 def run(args: argparse.Namespace) -> int:
     from gateshift.engine.evaluate import evaluate_run, per_class_rows
 
-    report = evaluate_run(
-        args.run,
-        args.overrides,
-        num_clips=args.clips,
-        num_crops=args.crops,
-        device=args.device,
-        precision=args.precision,
-    )
+    report = evaluate_run(args.run, [*args.overrides, *view_overrides(args)], device=args.device)
     m = report.metrics
     print(
         f"{args.run}: {m['split']} split, {m['num_videos']} videos, "

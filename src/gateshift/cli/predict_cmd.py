@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from gateshift.cli._options import add_precision_option
+from gateshift.cli._options import add_view_options, view_overrides
 
 
 def register(sub: Any) -> None:
@@ -16,16 +16,16 @@ def register(sub: Any) -> None:
         help="classify videos with a trained run",
         description=(
             "Top-k classes with probabilities for each video (file or frame folder), from the "
-            "run's inference bundle alone, with the same sampling and preprocessing as evaluate."
+            "run's inference bundle alone, with the same sampling, preprocessing, views and "
+            "precision as evaluate (--clips, --crops and --precision set eval.num_clips, "
+            "eval.num_crops and eval.precision of the run's config)."
         ),
     )
     p.add_argument("run", help="run folder (or its bundle folder)")
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or frame folders")
     p.add_argument("--top-k", type=int, default=5, help="classes to show (default 5)")
-    p.add_argument("--clips", type=int, help="clips per video (default: the run's eval setting)")
-    p.add_argument("--crops", type=int, choices=(1, 3, 10), help="crops per clip")
+    add_view_options(p)
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
-    add_precision_option(p, default="auto", meaning="auto, fp32 on CPU")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=run)
 
@@ -34,13 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from gateshift.deploy.predict import predict
 
     results = predict(
-        args.run,
-        args.videos,
-        top_k=args.top_k,
-        device=args.device,
-        num_clips=args.clips,
-        num_crops=args.crops,
-        precision=args.precision,
+        args.run, args.videos, view_overrides(args), top_k=args.top_k, device=args.device
     )
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))

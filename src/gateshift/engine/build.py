@@ -1,18 +1,18 @@
-"""Model and precision set-up for a run: the model of ``cfg.model``, its starting weights, and
-the autocast dtype ``train.precision`` resolves to on this device."""
+"""Model set-up for a run: the model of ``cfg.model`` and its starting weights (ImageNet, another
+run's bundle, a checkpoint or the authors' file). Precision and placement are the inference
+layer's (:mod:`gateshift.inference.precision`, :mod:`gateshift.inference.device`)."""
 
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from gateshift.config import Config
-from gateshift.engine.bundle import bundle_dir
 from gateshift.engine.checkpoint import load_checkpoint
+from gateshift.inference.bundle import bundle_dir
 from gateshift.models import create_model
 from gateshift.models.recognizer import Recognizer
 from gateshift.models.weights import load_strict, map_official_checkpoint, read_weights
@@ -75,33 +75,3 @@ def initialise_from(model: Recognizer, source: str | Path) -> None:
     else:
         load_strict(model, state, source=str(path), names=names)
     log.info("initialised %s from %s", model.name, path)
-
-
-def resolve_precision(
-    setting: str, device: torch.device, *, what: str = "train.precision"
-) -> torch.dtype | None:
-    """Autocast dtype for a precision ``setting`` on ``device`` (None: plain fp32).
-
-    ``auto``: bf16 on CUDA GPUs that support it, else fp16 there; fp32 on CPU and MPS (bf16 on
-    CPU is opt-in: it is faster only on CPUs with bf16 instructions). ``what`` names the setting
-    in error messages.
-    """
-    if setting == "fp32" or (setting == "auto" and device.type != "cuda"):
-        return None
-    if setting == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if setting == "fp16":
-        if device.type == "cpu":
-            raise ValueError(f"{what}=fp16 needs a GPU; use bf16 (or fp32) on CPU")
-        return torch.float16
-    if setting == "bf16":
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ValueError(f"{what}=bf16: this GPU has no bf16; use fp16")
-        return torch.bfloat16
-    raise ValueError(f"{what}: unknown value {setting!r}")
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager[Any]:
-    if dtype is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)

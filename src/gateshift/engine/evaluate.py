@@ -1,10 +1,11 @@
 """Evaluation of a trained run with the papers' protocol, and score ensembles.
 
 ``evaluate_run`` rebuilds the run's model from its bundle and its data from the saved config
-(with overrides), scores every video of a split with ``num_clips`` clips x ``num_crops`` crops
-(logits averaged), and writes under ``<run>/eval/<split>_<clips>x<crops>/``: ``metrics.json``,
-``per_class.csv``, ``confusion.csv`` and ``confusion.png``. ``ensemble`` fuses saved scores of
-several runs by summing them, as the GSM paper's 8+12+16+24-frame ensemble does.
+(with overrides), scores every video of a split with ``eval.num_clips`` clips x
+``eval.num_crops`` crops (logits averaged, by :mod:`gateshift.inference`), and writes under
+``<run>/eval/<split>_<clips>x<crops>/``: ``metrics.json``, ``per_class.csv``, ``confusion.csv``
+and ``confusion.png``. ``ensemble`` fuses saved scores of several runs by summing them, as the
+GSM paper's 8+12+16+24-frame ensemble does.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gateshift.config import Config, load_config
-from gateshift.engine.build import resolve_precision
-from gateshift.engine.bundle import Bundle, bundle_dir, load_bundle
-from gateshift.engine.data import build_loader, build_split, input_spec
-from gateshift.engine.distributed import DistContext, resolve_device
+from gateshift.config import Config
+from gateshift.engine.data import SplitData, build_loader, build_split, input_spec
+from gateshift.engine.distributed import DistContext
 from gateshift.engine.metrics import compute_metrics, per_class_accuracy, public
 from gateshift.engine.scores import Scores, collect_scores
+from gateshift.inference.bundle import Bundle, load_bundle, load_bundle_config
+from gateshift.inference.device import resolve_device
+from gateshift.inference.settings import Views, eval_overrides, inference_settings
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,18 @@ class EvalReport:
     out_dir: Path
 
 
-def _config(run: Path, overrides: Sequence[str]) -> Config:
-    return load_config(bundle_dir(run) / "config.yaml", overrides)
+def _split(cfg: Config, split: str, bundle: Bundle, views: Views, run: Path) -> SplitData:
+    """The split's data with the test views, checked against the classes the run learnt."""
+    spec = input_spec(cfg, bundle.input_spec)  # data.crop_size / resize_size overrides apply
+    data = build_split(
+        cfg, split, spec, train=False, num_clips=views.num_clips, num_crops=views.num_crops
+    )
+    if data.annotations.classes != bundle.classes:
+        raise ValueError(
+            f"the {split} split's classes differ from the ones {run} was trained on; "
+            "scores would be meaningless"
+        )
+    return data
 
 
 def evaluate_run(
@@ -57,23 +69,21 @@ def evaluate_run(
 ) -> EvalReport:
     """Evaluate the run's bundle on ``eval.split`` (default: the validation split).
 
-    ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``) defaults to the run's
-    ``train.precision``; the model runs in channels_last when ``train.channels_last`` is set.
+    ``num_clips``, ``num_crops`` and ``precision`` are the overrides ``eval.num_clips``,
+    ``eval.num_crops`` and ``eval.precision`` (applied after ``overrides``); the precision
+    (``auto``, ``fp32``, ``bf16``, ``fp16``) defaults to the run's ``train.precision``. The model
+    runs in channels_last when ``train.channels_last`` is set.
     """
     run = Path(run)
-    cfg = _config(run, overrides)
-    clips = num_clips or cfg.eval.num_clips
-    crops = num_crops or cfg.eval.num_crops
+    keys = eval_overrides(num_clips=num_clips, num_crops=num_crops, precision=precision)
+    cfg = load_bundle_config(run, [*overrides, *keys])
+    settings = inference_settings(cfg)
+    clips, crops = settings.views.num_clips, settings.views.num_crops
     split = cfg.eval.split or cfg.data.val_split
-    dev = resolve_device(device)
-    bundle = load_bundle(run, device=str(dev), channels_last=cfg.train.channels_last)
-    spec = input_spec(cfg, bundle.input_spec)  # data.crop_size / resize_size overrides apply
-    data = build_split(cfg, split, spec, train=False, num_clips=clips, num_crops=crops)
-    if data.annotations.classes != bundle.classes:
-        raise ValueError(
-            f"the {split} split's classes differ from the ones {run} was trained on; "
-            "scores would be meaningless"
-        )
+    dev = resolve_device(device, what="device")
+    dtype = settings.dtype(dev)  # before any loading: a precision this device lacks fails fast
+    bundle = load_bundle(run, device=dev, channels_last=cfg.train.channels_last)
+    data = _split(cfg, split, bundle, settings.views, run)
     loader, _ = build_loader(
         data,
         batch_size=cfg.eval.batch_size,
@@ -82,10 +92,6 @@ def evaluate_run(
         seed=cfg.seed,
     )
     ctx = DistContext(rank=0, world_size=1, local_rank=0, device=dev)
-    setting, what = (
-        (precision, "precision") if precision else (cfg.train.precision, "train.precision")
-    )
-    dtype = resolve_precision(setting, dev, what=what)
     scores = collect_scores(
         bundle.model, loader, device=dev, dtype=dtype, ctx=ctx, total=len(loader)
     )

@@ -1,8 +1,10 @@
-"""Video-level scores: run a model over a loader, average the views, gather across processes.
+"""Video-level scores of a whole split: run a model over a loader, gather across processes.
 
 Every video contributes ``K`` views (clips x crops); its score is the mean of their logits, the
-authors' test protocol (before softmax). In a distributed run each process scores its share and
-the shares are gathered on every process, ordered by dataset index.
+authors' test protocol (before softmax), computed by the inference layer
+(:func:`gateshift.inference.scoring.score_views`). What this module adds is the engine's part:
+batches from a loader, unreadable videos reported, and in a distributed run each process
+scoring its share, the shares gathered on every process and ordered by dataset index.
 """
 
 from __future__ import annotations
@@ -17,17 +19,16 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from gateshift.data.datasets import Batch
-from gateshift.engine.build import autocast
 from gateshift.engine.distributed import DistContext, all_gather_cat
+from gateshift.inference.network import TorchNetwork
+from gateshift.inference.scoring import score_views
 
 log = logging.getLogger(__name__)
-
-MAX_FRAMES_PER_FORWARD = 256  # views of a batch are chunked so 10-crop x 2-clip tests fit
 
 
 @dataclass
 class Scores:
-    scores: Tensor  # (N, K) float32 logits averaged over views
+    scores: Tensor  # (N, classes) float32 logits averaged over views
     labels: Tensor  # (N, L) int64
     indices: Tensor  # (N,) dataset indices
     bad: list[tuple[str, str]]
@@ -47,21 +48,6 @@ class Scores:
         )
 
 
-def _forward_views(
-    model: nn.Module, clips: Tensor, device: torch.device, dtype: torch.dtype | None
-) -> Tensor:
-    """``(N, K, T, C, H, W)`` -> ``(N, classes)`` mean logits, in chunks of whole videos' views."""
-    k, t = clips.shape[1:3]
-    per_chunk = max(1, MAX_FRAMES_PER_FORWARD // (k * t))
-    out = []
-    for chunk in clips.split(per_chunk):
-        views = chunk.flatten(0, 1).to(device, non_blocking=True)  # (n*K, T, C, H, W)
-        with autocast(device, dtype):
-            logits = model(views)
-        out.append(logits.float().view(chunk.shape[0], k, -1).mean(1).cpu())
-    return torch.cat(out)
-
-
 @torch.inference_mode()
 def collect_scores(
     model: nn.Module,
@@ -77,13 +63,14 @@ def collect_scores(
     """Scores of every video this process is given, gathered from all processes."""
     was_training = model.training
     model.eval()
+    network = TorchNetwork(model, device, dtype)
     scores, labels, indices, bad = [], [], [], []
     bar = tqdm(batches, total=total, desc="evaluate", leave=False, disable=not progress or None)
     for batch in bar:
         on_bad(batch.bad)
         bad += batch.bad
         if len(batch):
-            scores.append(_forward_views(model, batch.clips, device, dtype))
+            scores.append(score_views(network, batch.clips))
             labels.append(batch.labels)
             indices.append(batch.indices)
     model.train(was_training)

@@ -3,7 +3,9 @@
 ``train(cfg)`` runs one process; under ``torchrun`` each process runs it and
 DistributedDataParallel keeps them in step. A run folder (``cfg.out_dir``) holds the resolved
 ``config.yaml``, ``train.log``, ``metrics.jsonl`` and TensorBoard scalars (``tb/``),
-``checkpoints/`` (see :mod:`.checkpoint`) and the inference ``bundle/`` (:mod:`.bundle`).
+``checkpoints/`` (see :mod:`.checkpoint`) and the inference ``bundle/``
+(:mod:`gateshift.inference.bundle`). Precision, autocast and placement on the device come from
+the inference layer too, so training runs and validates the model the way evaluation does.
 
 Reproducibility: data order and augmentation depend only on (seed, epoch, index), the global
 RNG (dropout) is saved in every checkpoint, and checkpoints fall on optimiser-step boundaries,
@@ -32,8 +34,7 @@ from gateshift._version import __version__
 from gateshift.config import Config, to_dict, to_yaml
 from gateshift.data.datasets import Batch
 from gateshift.engine import checkpoint as ckpt
-from gateshift.engine.build import autocast, build_model, model_kwargs, resolve_precision
-from gateshift.engine.bundle import BUNDLE_DIR, save_bundle
+from gateshift.engine.build import build_model, model_kwargs
 from gateshift.engine.data import build_loader, build_split, input_spec, load_split
 from gateshift.engine.distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from gateshift.engine.metrics import compute_metrics, public
@@ -45,6 +46,10 @@ from gateshift.engine.optim import (
 )
 from gateshift.engine.scores import collect_scores
 from gateshift.engine.tracking import MetricsLog
+from gateshift.inference.bundle import BUNDLE_DIR, save_bundle
+from gateshift.inference.device import place_model
+from gateshift.inference.precision import autocast, resolve_precision
+from gateshift.inference.settings import Views
 from gateshift.models.recognizer import Recognizer
 
 log = logging.getLogger(__name__)
@@ -136,10 +141,9 @@ class Trainer:
         model = build_model(cfg, splits[0] if len(splits) == 1 else splits)
         if cfg.model.partial_bn:
             apply_partial_bn(model)
-        model.to(self.device)
-        if cfg.train.channels_last:
-            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.model: Recognizer = model
+        self.model: Recognizer = place_model(
+            model, device=self.device, channels_last=cfg.train.channels_last
+        )
         self.spec = input_spec(cfg, model.input_spec)
         self.train_split = build_split(
             cfg, cfg.data.train_split, self.spec, train=True, annotations=train_ann
@@ -251,7 +255,7 @@ class Trainer:
             model_kwargs=model_kwargs(self.cfg),
             classes=self.classes,
             sampling=asdict(self.train_split.sampling),
-            views={"num_clips": self.cfg.eval.num_clips, "num_crops": self.cfg.eval.num_crops},
+            views=Views(num_clips=self.cfg.eval.num_clips, num_crops=self.cfg.eval.num_crops),
             config_yaml=to_yaml(self.cfg),
             extra={
                 "input_spec": self.spec.to_dict(),

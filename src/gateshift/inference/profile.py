@@ -1,9 +1,12 @@
-"""Model cost: parameters, FLOPs per clip and measured latency.
+"""Model cost: parameters, FLOPs per clip and measured inference latency.
 
 FLOPs come from :class:`torch.utils.flop_counter.FlopCounterMode`, which counts 2 FLOPs per
 multiply-add of convolutions and matrix products (elementwise work such as BN, the gating
 products and activations is not counted). Latency is the median wall time of repeated forward
-passes after warm-up, in inference mode.
+passes after warm-up, in inference mode, placed and autocast the way evaluation and
+prediction run (:func:`~gateshift.inference.device.place_model`,
+:func:`~gateshift.inference.precision.autocast`): it measures inference, so it lives with it
+rather than with the models (``gateshift profile`` and ``benchmarks/model_overhead.py`` use it).
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from gateshift.inference.device import place_model
+from gateshift.inference.precision import autocast
 
 
 @dataclass(frozen=True)
@@ -40,13 +45,6 @@ def count_flops(model: nn.Module, clips: Tensor) -> int:
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         model(clips)
     return int(counter.get_total_flops())
-
-
-def autocast_context(device: torch.device, bf16: bool) -> AbstractContextManager[Any]:
-    """bf16 autocast on ``device`` when asked, else a no-op."""
-    if not bf16:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def median_time(fn: Callable[[], object], *, warmup: int, repeats: int, sync: bool) -> float:
@@ -75,20 +73,13 @@ def measure_latency(
 ) -> float:
     """Median seconds of an inference forward pass on ``clips``."""
     model.eval()
+    dtype = torch.bfloat16 if bf16 else None
 
     def forward() -> None:
-        with torch.inference_mode(), autocast_context(clips.device, bf16):
+        with torch.inference_mode(), autocast(clips.device, dtype):
             model(clips)
 
     return median_time(forward, warmup=warmup, repeats=repeats, sync=clips.device.type == "cuda")
-
-
-def prepare(model: nn.Module, *, channels_last: bool, device: str | torch.device) -> nn.Module:
-    """Move ``model`` to ``device``, in channels_last memory format when asked."""
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return model
 
 
 def measure(
@@ -103,7 +94,7 @@ def measure(
     repeats: int = 10,
 ) -> Cost:
     """Parameters, FLOPs per clip and latency on a ``(batch, frames, 3, size, size)`` input."""
-    model = prepare(model, channels_last=channels_last, device=device)
+    model = place_model(model, device=device, channels_last=channels_last)
     clips = torch.randn(batch, frames, 3, size, size, device=device)
     flops = count_flops(model, clips[:1])
     latency = measure_latency(model, clips, bf16=bf16, repeats=repeats)

@@ -2,8 +2,13 @@
 
 ``<run>/bundle/`` holds ``model.safetensors`` (weights, our key names), ``bundle.json`` (model
 name and options, label names, input spec, frame sampling and test views) and ``config.yaml``
-(the resolved training config, for reference). :func:`load_model` rebuilds a ready model from
-it alone; no pickled objects are involved anywhere.
+(the resolved training config). :func:`load_model` rebuilds a ready model from it alone; no
+pickled objects are involved anywhere.
+
+``config.yaml`` is where ``evaluate`` and ``predict`` read their views and precision from
+(``eval.*``, see :mod:`.settings`), overrides applied, through :func:`load_bundle_config`.
+``bundle.json`` repeats the views for readers that do not parse the config (an exported model's
+runtime). The training engine writes bundles with :func:`save_bundle`; it does not own them.
 """
 
 from __future__ import annotations
@@ -11,12 +16,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from gateshift.config import Config, load_config
+from gateshift.inference.device import place_model
+from gateshift.inference.settings import Views
 from gateshift.input_spec import InputSpec
 from gateshift.models import create_model
 from gateshift.models.recognizer import Recognizer
@@ -33,9 +42,10 @@ class Bundle:
     model: Recognizer
     classes: list[list[str]]
     input_spec: InputSpec
-    sampling: dict[str, Any]
-    views: dict[str, int]  # num_clips, num_crops used for evaluation
-    meta: dict[str, Any]
+    sampling: dict[str, Any]  # SamplingSpec fields
+    views: Views  # as evaluation was configured when the bundle was written
+    meta: dict[str, Any]  # all of bundle.json
+    folder: Path  # the bundle folder it was read from
 
 
 def bundle_dir(path: str | Path) -> Path:
@@ -49,6 +59,11 @@ def bundle_dir(path: str | Path) -> Path:
         f"no inference bundle in {path} (expected {path / BUNDLE_DIR / 'bundle.json'}; a run "
         "writes it after its first epoch)"
     )
+
+
+def load_bundle_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """The resolved config saved in the bundle of ``path`` (a run or bundle folder)."""
+    return load_config(bundle_dir(path) / "config.yaml", overrides)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -65,7 +80,7 @@ def save_bundle(
     model_kwargs: dict[str, Any],
     classes: list[list[str]],
     sampling: dict[str, Any],
-    views: dict[str, int],
+    views: Views,
     config_yaml: str,
     extra: dict[str, Any] | None = None,
 ) -> Path:
@@ -88,18 +103,22 @@ def save_bundle(
         "classes": classes,
         "input_spec": model.input_spec.to_dict(),
         "sampling": sampling,
-        "views": views,
+        "views": asdict(views),
         **(extra or {}),
     }
     _write_text(folder / "bundle.json", json.dumps(index, indent=2))
     return folder
 
 
-def load_bundle(path: str | Path, *, device: str = "cpu", channels_last: bool = True) -> Bundle:
+def load_bundle(
+    path: str | Path, *, device: str | torch.device = "cpu", channels_last: bool = True
+) -> Bundle:
     """Read a bundle from a run folder (or the bundle folder itself).
 
-    ``channels_last`` (default) puts the model in that memory format: same outputs, and on CPU
-    about 1.9x faster for BN-Inception at 224 (see benchmarks/model_overhead.py).
+    The model comes in eval mode on ``device``, in channels_last memory format by default (same
+    outputs, faster on CPU: see :mod:`.device`). Load outside ``torch.inference_mode()``:
+    parameters made there are inference tensors, which keep no version counter, so GSM could
+    not cache its folded weights (see ``GateShift.forward_after``).
     """
     folder = bundle_dir(path)
     try:
@@ -112,22 +131,25 @@ def load_bundle(path: str | Path, *, device: str = "cpu", channels_last: bool = 
             **index.get("model_kwargs", {}),
         )
         spec = InputSpec.from_dict(index["input_spec"])
+        views = Views(**index.get("views", {}))
     except (KeyError, json.JSONDecodeError, TypeError) as err:
         raise ValueError(f"{folder / 'bundle.json'} is not a valid bundle index: {err}") from err
     load_strict(model, read_weights(folder / "model.safetensors"), source=str(folder))
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model.eval().to(device, memory_format=fmt)
+    place_model(model.eval(), device=device, channels_last=channels_last)
     return Bundle(
         model=model,
         classes=index["classes"],
         input_spec=spec,
         sampling=index["sampling"],
-        views=index.get("views", {"num_clips": 1, "num_crops": 1}),
+        views=views,
         meta=index,
+        folder=folder,
     )
 
 
-def load_model(path: str | Path, *, device: str = "cpu", channels_last: bool = True) -> Recognizer:
+def load_model(
+    path: str | Path, *, device: str | torch.device = "cpu", channels_last: bool = True
+) -> Recognizer:
     """A ready model (eval mode) from a run folder; ``model.classes`` holds the label names."""
     bundle = load_bundle(path, device=device, channels_last=channels_last)
     bundle.model.classes = bundle.classes
