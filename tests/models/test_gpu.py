@@ -15,7 +15,7 @@ import gateshift
 from gateshift.models.temporal import GateShift, GateShiftFuse, make_temporal, temporal_modules
 from gateshift.models.temporal.insert import TemporalWrap
 
-from .helpers import random_frames, randomise
+from .temporal.helpers import random_frames, randomise
 
 pytestmark = [
     pytest.mark.gpu,

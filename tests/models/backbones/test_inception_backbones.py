@@ -19,7 +19,7 @@ from gateshift.models.backbones.bninception import BNInception
 from gateshift.models.backbones.inception_v3 import InceptionV3
 from gateshift.models.temporal.insert import Site, TemporalWrap, insert_temporal
 
-REFERENCE = Path(__file__).parent / "reference"
+REFERENCE = Path(__file__).parents[1] / "reference"  # tests/models/reference
 
 
 class _Net(NamedTuple):
