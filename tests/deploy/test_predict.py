@@ -102,3 +102,22 @@ def test_unreadable_videos_are_reported(
     assert len(results[1].top[0]) == 2
     with pytest.raises(ValueError, match="top_k must be >= 1"):
         predict(run, [missing], top_k=0)
+
+
+def test_predict_and_evaluate_take_the_runs_memory_format(
+    tiny_synthetic: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateshift.engine import evaluate as evaluate_module
+
+    run, _ = make_run(tmp_path, tiny_synthetic, ["train.channels_last=false"])
+    seen: list[bool] = []
+
+    def spy(path: object, **kw: object) -> object:
+        seen.append(bool(kw["channels_last"]))
+        return load_bundle(path, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(predict_module, "load_bundle", spy)
+    monkeypatch.setattr(evaluate_module, "load_bundle", spy)
+    predict(run, [_video(tiny_synthetic)])
+    evaluate_module.evaluate_run(run)
+    assert seen == [False, False]  # both follow train.channels_last of the run

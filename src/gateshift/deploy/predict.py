@@ -4,7 +4,8 @@ The same sampling, preprocessing and scoring as evaluation, from :mod:`gateshift
 bundle's sampling spec with its test views (``eval.num_clips`` clips x ``eval.num_crops`` crops
 of the bundle's config, overridable), the eval transform of its input spec, logits averaged over
 views, then softmax and top-k. The precision is ``eval.precision``, by default the run's
-``train.precision`` (``auto``: fp32 on CPU), as in ``evaluate``. A video that cannot be read gets
+``train.precision`` (``auto``: fp32 on CPU), and the memory format the run's
+``train.channels_last``, as in ``evaluate``. A video that cannot be read gets
 an error entry naming the reason; nothing is guessed.
 """
 
@@ -57,7 +58,7 @@ def predict(
     dev = resolve_device(device, what="device")
     dtype = settings.dtype(dev)  # before loading: a precision this device lacks fails fast
     # loaded outside inference mode (see load_bundle); score_views enters it
-    bundle = load_bundle(run, device=dev)
+    bundle = load_bundle(run, device=dev, channels_last=settings.channels_last)
     network = TorchNetwork(bundle.model, dev, dtype)
     views = VideoViews(bundle, settings.views)
     out = []

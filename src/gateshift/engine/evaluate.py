@@ -29,6 +29,7 @@ from gateshift.engine.metrics import compute_metrics, per_class_accuracy, public
 from gateshift.engine.scores import Scores, collect_scores
 from gateshift.inference.bundle import Bundle, load_bundle, load_bundle_config
 from gateshift.inference.device import resolve_device
+from gateshift.inference.network import TorchNetwork
 from gateshift.inference.settings import Views, eval_overrides, inference_settings
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def evaluate_run(
     ``num_clips``, ``num_crops`` and ``precision`` are the overrides ``eval.num_clips``,
     ``eval.num_crops`` and ``eval.precision`` (applied after ``overrides``); the precision
     (``auto``, ``fp32``, ``bf16``, ``fp16``) defaults to the run's ``train.precision``. The model
-    runs in channels_last when ``train.channels_last`` is set.
+    runs in channels_last when the run's ``train.channels_last`` is set (as in predict).
     """
     run = Path(run)
     keys = eval_overrides(num_clips=num_clips, num_crops=num_crops, precision=precision)
@@ -82,7 +83,7 @@ def evaluate_run(
     split = cfg.eval.split or cfg.data.val_split
     dev = resolve_device(device, what="device")
     dtype = settings.dtype(dev)  # before any loading: a precision this device lacks fails fast
-    bundle = load_bundle(run, device=dev, channels_last=cfg.train.channels_last)
+    bundle = load_bundle(run, device=dev, channels_last=settings.channels_last)
     data = _split(cfg, split, bundle, settings.views, run)
     loader, _ = build_loader(
         data,
@@ -92,9 +93,8 @@ def evaluate_run(
         seed=cfg.seed,
     )
     ctx = DistContext(rank=0, world_size=1, local_rank=0, device=dev)
-    scores = collect_scores(
-        bundle.model, loader, device=dev, dtype=dtype, ctx=ctx, total=len(loader)
-    )
+    network = TorchNetwork(bundle.model, dev, dtype)  # load_bundle gave it in eval mode
+    scores = collect_scores(network, loader, ctx=ctx, total=len(loader))
     for path, reason in dict(scores.bad).items():
         log.warning("skipped unreadable video %s: %s", path, reason)
     full = compute_metrics(scores.scores, scores.labels, bundle.model.head.splits)

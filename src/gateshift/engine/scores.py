@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm import tqdm
 
 from gateshift.data.datasets import Batch
 from gateshift.engine.distributed import DistContext, all_gather_cat
-from gateshift.inference.network import TorchNetwork
+from gateshift.inference.network import Network
 from gateshift.inference.scoring import score_views
 
 log = logging.getLogger(__name__)
@@ -50,20 +50,19 @@ class Scores:
 
 @torch.inference_mode()
 def collect_scores(
-    model: nn.Module,
+    network: Network,
     batches: Iterable[Batch],
     *,
-    device: torch.device,
-    dtype: torch.dtype | None,
     ctx: DistContext,
     on_bad: Callable[[list[tuple[str, str]]], None] = lambda bad: None,
     progress: bool = True,
     total: int | None = None,
 ) -> Scores:
-    """Scores of every video this process is given, gathered from all processes."""
-    was_training = model.training
-    model.eval()
-    network = TorchNetwork(model, device, dtype)
+    """Scores of every video this process is given, gathered from all processes.
+
+    ``network`` is any :class:`~gateshift.inference.network.Network` (a PyTorch model in eval
+    mode wrapped in :class:`~gateshift.inference.network.TorchNetwork`, or another runtime).
+    """
     scores, labels, indices, bad = [], [], [], []
     bar = tqdm(batches, total=total, desc="evaluate", leave=False, disable=not progress or None)
     for batch in bar:
@@ -73,10 +72,9 @@ def collect_scores(
             scores.append(score_views(network, batch.clips))
             labels.append(batch.labels)
             indices.append(batch.indices)
-    model.train(was_training)
     if not scores:
         raise ValueError("no readable video to evaluate (every item was bad)")
     local = (torch.cat(scores), torch.cat(labels), torch.cat(indices))
-    gathered = [all_gather_cat(t.to(device), ctx).cpu() for t in local]
+    gathered = [all_gather_cat(t.to(ctx.device), ctx).cpu() for t in local]
     order = gathered[2].argsort()
     return Scores(gathered[0][order], gathered[1][order], gathered[2][order], bad)

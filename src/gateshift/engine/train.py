@@ -48,6 +48,7 @@ from gateshift.engine.scores import collect_scores
 from gateshift.engine.tracking import MetricsLog
 from gateshift.inference.bundle import BUNDLE_DIR, save_bundle
 from gateshift.inference.device import place_model
+from gateshift.inference.network import TorchNetwork, eval_mode
 from gateshift.inference.precision import autocast, resolve_precision
 from gateshift.inference.settings import Views
 from gateshift.models.recognizer import Recognizer
@@ -364,16 +365,15 @@ class Trainer:
 
     def validate(self) -> dict[str, Any]:
         assert self.val_split is not None
-        scores = collect_scores(
-            self.model,
-            self.val_loader,
-            device=self.device,
-            dtype=self.dtype,
-            ctx=self.ctx,
-            on_bad=self.note_bad,
-            progress=self.ctx.is_main,
-            total=len(self.val_loader),
-        )
+        with eval_mode(self.model):
+            scores = collect_scores(
+                TorchNetwork(self.model, self.device, self.dtype),
+                self.val_loader,
+                ctx=self.ctx,
+                on_bad=self.note_bad,
+                progress=self.ctx.is_main,
+                total=len(self.val_loader),
+            )
         return compute_metrics(scores.scores, scores.labels, self.model.head.splits)
 
     def _end_epoch(self, summary: dict[str, float]) -> None:

@@ -30,7 +30,7 @@ from gateshift.inference.bundle import (
     save_bundle,
 )
 from gateshift.inference.device import place_model, resolve_device
-from gateshift.inference.network import Network, TorchNetwork
+from gateshift.inference.network import Network, TorchNetwork, eval_mode
 from gateshift.inference.precision import PRECISIONS, Precision, autocast, resolve_precision
 from gateshift.inference.preprocess import VideoViews
 from gateshift.inference.scoring import MAX_FRAMES_PER_FORWARD, score_views, top_classes
@@ -54,6 +54,7 @@ __all__ = [
     "Views",
     "autocast",
     "bundle_dir",
+    "eval_mode",
     "eval_overrides",
     "inference_settings",
     "load_bundle",

@@ -8,6 +8,8 @@ call, leaving view averaging, softmax and top-k untouched.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,3 +41,15 @@ class TorchNetwork:
         clips = clips.to(self.device, non_blocking=True)
         with autocast(self.device, self.dtype):
             return self.model(clips)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode inside the block, its own mode again after (also on errors):
+    validation during training scores the model it is training."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

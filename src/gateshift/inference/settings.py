@@ -5,7 +5,9 @@ bundle) with dotted overrides applied, so there is one home for each choice:
 
 - views: ``eval.num_clips`` clips x ``eval.num_crops`` crops per video (the papers' protocol);
 - precision: ``eval.precision``, which by default (unset) follows the run's ``train.precision``
-  (itself ``auto``: fp32 on CPU, bf16 or fp16 autocast on GPUs).
+  (itself ``auto``: fp32 on CPU, bf16 or fp16 autocast on GPUs);
+- memory format: the run's ``train.channels_last`` (same outputs either way; channels_last is
+  faster on CPU).
 
 The command-line flags ``--clips``, ``--crops`` and ``--precision`` (and the same keyword
 arguments of :func:`~gateshift.deploy.predict.predict`) are nothing but these keys: they become
@@ -40,6 +42,7 @@ class InferenceSettings:
     views: Views
     precision: str  # auto, fp32, bf16 or fp16
     precision_key: str  # the config key it came from, named in errors
+    channels_last: bool = True  # the model's memory format
 
     def dtype(self, device: torch.device) -> torch.dtype | None:
         """The autocast dtype on ``device`` (None: plain fp32)."""
@@ -47,11 +50,13 @@ class InferenceSettings:
 
 
 def inference_settings(cfg: Config) -> InferenceSettings:
-    """Views and precision of ``cfg.eval`` (precision unset: ``train.precision``)."""
+    """Views and precision of ``cfg.eval`` (precision unset: ``train.precision``) and the
+    memory format of ``train.channels_last``."""
     views = Views(num_clips=cfg.eval.num_clips, num_crops=cfg.eval.num_crops)
+    fmt = cfg.train.channels_last
     if cfg.eval.precision is not None:
-        return InferenceSettings(views, cfg.eval.precision, "eval.precision")
-    return InferenceSettings(views, cfg.train.precision, "train.precision")
+        return InferenceSettings(views, cfg.eval.precision, "eval.precision", fmt)
+    return InferenceSettings(views, cfg.train.precision, "train.precision", fmt)
 
 
 def eval_overrides(
