@@ -46,7 +46,7 @@ def test_probe_indices_cover_centres_and_ends() -> None:
 def test_check_reports_bad_items(
     video_folder: Path, capsys: pytest.CaptureFixture[str], workers: int
 ) -> None:
-    argv = ["data", "check", str(video_folder), "--workers", str(workers)]
+    argv = ["data", "check", str(video_folder), "--split", "train", "--workers", str(workers)]
     code, report = run_json(capsys, argv)
     assert code == 0
     assert report["items"] == 5 and report["ok"] == 2
@@ -58,6 +58,57 @@ def test_check_reports_bad_items(
     assert report["classes"] == {"run": 3, "walk": 2}
     assert report["frames"] == {"min": 16, "median": 18, "max": 20}
     assert report["fps"]["median"] == 25 and report["resolutions"] == {f"{WIDTH}x{HEIGHT}": 2}
+
+
+def test_without_split_every_split_present_is_checked(
+    video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reported case: train/ good, three broken files in val/; all of them are found."""
+    (video_folder / "val/walk/junk.mp4").write_bytes(bytes(range(256)) * 20)
+    (video_folder / "val/walk/empty.mp4").write_bytes(b"")
+    write_video(video_folder / "val/walk/short.mkv", 3)
+    code, report = run_json(capsys, ["data", "check", str(video_folder)])
+    assert code == 0
+    assert sorted(report["splits"]) == ["train", "val"]
+    assert report["splits"]["train"]["items"] == 5 and report["splits"]["val"]["items"] == 4
+    assert report["items"] == 9 and report["ok"] == 3
+    bad = {(b["split"], Path(b["path"]).name) for b in report["bad"]}
+    assert bad == {
+        ("train", "junk.mp4"), ("train", "cut.webm"), ("train", "short.mkv"),
+        ("val", "junk.mp4"), ("val", "empty.mp4"), ("val", "short.mkv"),
+    }  # fmt: skip
+    assert report["not_checked"]["test"].startswith("absent")
+    assert main(["data", "check", str(video_folder), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "folder train at" in out and "folder val at" in out
+    assert "all splits: items 9   ok 3   bad 6" in out and "[val] " in out
+    assert "test: not checked (absent" in out
+
+
+def test_a_split_reading_the_same_list_as_another_is_checked_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "ucf"
+    lists = root / "ucfTrainTestlist"
+    lists.mkdir(parents=True)
+    (lists / "classInd.txt").write_text("1 Walk\n")
+    (root / "UCF-101/Walk").mkdir(parents=True)
+    write_video(root / "UCF-101/Walk/a.avi", 12)
+    write_video(root / "UCF-101/Walk/b.avi", 12)
+    (lists / "trainlist01.txt").write_text("Walk/a.avi 1\n")
+    (lists / "testlist01.txt").write_text("Walk/b.avi\n")
+    code, report = run_json(capsys, ["data", "check", str(root), "--format", "ucf101"])
+    assert code == 0 and sorted(report["splits"]) == ["train", "val"]  # val reads the test list
+    assert report["not_checked"] == {"test": "same items as val"}
+    assert report["items"] == 2 and report["ok"] == 2
+
+
+def test_a_root_with_no_split_at_all_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    assert main(["data", "check", str(tmp_path / "empty"), "--no-progress"]) == 2
+    assert "train folder not found" in capsys.readouterr().err
 
 
 def test_check_text_and_exit_codes(video_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -81,7 +132,8 @@ def test_check_frame_folders_and_annotation_errors(
     argv = ["data", "check", str(tmp_path), "--format", "tsn_list", "--segments", "4"]
     code, report = run_json(capsys, argv)
     assert code == 0 and report["ok"] == 1
-    assert report["bad"] == [{"path": str(gap), "reason": "missing frame file img_00012.png"}]
+    bad = [{"split": "train", "path": str(gap), "reason": "missing frame file img_00012.png"}]
+    assert report["bad"] == bad
     (tmp_path / "val.txt").write_text("v1 12 0\nv2 x 1\n")
     assert main(["data", "check", str(tmp_path), "--format", "tsn_list", "--split", "val"]) == 2
     assert "val.txt:2: num_frames 'x' is not an integer" in capsys.readouterr().err

@@ -4,6 +4,12 @@ Each item is probed and then decoded at the frames a TSN sampler would touch (th
 ``num_segments`` segments) plus its first and last frame, so a truncated file is caught and not
 only an unreadable header. Bad items (missing, corrupt, truncated, zero frames, fewer frames than
 segments) are listed with the reader's reason; nothing is fixed or skipped silently.
+
+:func:`check_splits` checks every split a dataset has (train, val and test where present) and
+reports them together: a user checking "my dataset" means all of it. A split whose annotation
+file or folder is not there is listed as absent with the reason; a split that reads the same
+items as an earlier one (UCF101, HMDB51 and Diving48 read their test list for ``val``) is
+checked once and noted.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from gateshift.data.annotations import load_annotations
 from gateshift.data.readers import make_reader
 from gateshift.data.records import BadVideoError, ClipReader, VideoDataset, VideoInfo, VideoRecord
 
@@ -164,3 +171,79 @@ def check_dataset(
             bar.update()
     log.info("checked %d items: %d ok, %d bad", len(records), report.ok, len(report.bad))
     return report
+
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class SplitsReport:
+    """Result of :func:`check_splits`: one :class:`CheckReport` per split present, and why the
+    others were not checked; ``to_dict`` is the ``--json`` output."""
+
+    format: str
+    root: str
+    reports: list[CheckReport] = field(default_factory=list)
+    not_checked: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def items(self) -> int:
+        return sum(r.items for r in self.reports)
+
+    @property
+    def ok(self) -> int:
+        return sum(r.ok for r in self.reports)
+
+    @property
+    def bad(self) -> list[dict[str, str]]:
+        """Every bad item of every split, each naming its split."""
+        return [{"split": r.split, **item} for r in self.reports for item in r.bad]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "root": self.root,
+            "items": self.items,
+            "ok": self.ok,
+            "bad": self.bad,
+            "splits": {r.split: r.to_dict() for r in self.reports},
+            "not_checked": self.not_checked,
+        }
+
+
+def check_splits(
+    fmt: str,
+    root: str,
+    *,
+    options: dict[str, Any] | None = None,
+    num_segments: int = 8,
+    workers: int = 0,
+    progress: bool = True,
+) -> SplitsReport:
+    """Check every split of the dataset at ``root`` in format ``fmt`` that is present.
+
+    An absent split (its list or folder not found) is noted, not an error, unless no split is
+    present at all: then the train split's error is raised. Malformed annotations are errors.
+    """
+    result = SplitsReport(fmt, root)
+    seen: dict[tuple[str, ...], str] = {}
+    errors: list[FileNotFoundError] = []
+    for split in SPLITS:
+        try:
+            dataset = load_annotations(fmt, root, split, **(options or {}))
+        except FileNotFoundError as err:
+            errors.append(err)
+            result.not_checked[split] = f"absent: {err}"
+            continue
+        result.root = str(dataset.root)
+        key = tuple(str(r.path) for r in dataset.records)
+        if key and key in seen:
+            result.not_checked[split] = f"same items as {seen[key]}"
+            continue
+        seen[key] = dataset.split
+        result.reports.append(
+            check_dataset(dataset, num_segments=num_segments, workers=workers, progress=progress)
+        )
+    if not result.reports:
+        raise errors[0]
+    return result
