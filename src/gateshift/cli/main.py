@@ -16,6 +16,7 @@ from gateshift.cli import (
     demo_cmd,
     ensemble_cmd,
     evaluate_cmd,
+    export_cmd,
     models_cmd,
     predict_cmd,
     profile_cmd,
@@ -32,6 +33,7 @@ SUBCOMMANDS = (
     evaluate_cmd,
     ensemble_cmd,
     predict_cmd,
+    export_cmd,
     bench_cmd,
 )
 

@@ -18,14 +18,24 @@ def register(sub: Any) -> None:
             "Top-k classes with probabilities for each video (file or frame folder), from the "
             "run's inference bundle alone, with the same sampling, preprocessing, views and "
             "precision as evaluate (--clips, --crops and --precision set eval.num_clips, "
-            "eval.num_crops and eval.precision of the run's config)."
+            "eval.num_crops and eval.precision of the run's config). RUN may also be an .onnx "
+            "file written by `gateshift export`: it then runs on ONNX Runtime from the file alone."
         ),
     )
-    p.add_argument("run", help="run folder (or its bundle folder)")
+    p.add_argument("run", help="run folder (or its bundle folder), or an exported .onnx file")
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or frame folders")
     p.add_argument("--top-k", type=int, default=5, help="classes to show (default 5)")
     add_view_options(p)
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, ... (torch backend)")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=("torch", "onnxruntime"),
+        help="what runs the network (default torch; an .onnx RUN always uses onnxruntime)",
+    )
+    p.add_argument(
+        "--onnx", help="with --backend onnxruntime: the file (default RUN/export/model.onnx)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=run)
 
@@ -34,7 +44,13 @@ def run(args: argparse.Namespace) -> int:
     from gateshift.deploy.predict import predict
 
     results = predict(
-        args.run, args.videos, view_overrides(args), top_k=args.top_k, device=args.device
+        args.run,
+        args.videos,
+        view_overrides(args),
+        backend=args.backend,
+        onnx=args.onnx,
+        top_k=args.top_k,
+        device=args.device,
     )
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))

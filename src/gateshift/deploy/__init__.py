@@ -1,1 +1,1 @@
-"""Using trained models: prediction on new videos from a run's inference bundle."""
+"""Using trained models: prediction on new videos (PyTorch or ONNX Runtime) and ONNX export."""

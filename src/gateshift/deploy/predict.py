@@ -14,14 +14,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+import torch
+
+from gateshift.config import load_config
 from gateshift.data.datasets import BadItem
 from gateshift.inference.bundle import load_bundle, load_bundle_config
 from gateshift.inference.device import resolve_device
-from gateshift.inference.network import TorchNetwork
-from gateshift.inference.preprocess import VideoViews
+from gateshift.inference.network import Network, TorchNetwork
+from gateshift.inference.onnx_runtime import load_onnx
+from gateshift.inference.preprocess import Preprocessing, VideoViews
 from gateshift.inference.scoring import score_views, top_classes
-from gateshift.inference.settings import eval_overrides, inference_settings
+from gateshift.inference.settings import Views, eval_overrides, inference_settings
 
 
 @dataclass
@@ -32,11 +37,16 @@ class Prediction:
     error: str | None = None
 
 
+Backend = Literal["torch", "onnxruntime"]
+
+
 def predict(
     run: str | Path,
     videos: Sequence[str | Path],
     overrides: Sequence[str] = (),
     *,
+    backend: Backend = "torch",
+    onnx: str | Path | None = None,
     top_k: int = 5,
     device: str = "cpu",
     num_clips: int | None = None,
@@ -45,28 +55,64 @@ def predict(
 ) -> list[Prediction]:
     """Top-``top_k`` classes with probabilities for each video (file or frame folder).
 
-    ``overrides`` are dotted keys of the run's config (``eval.num_clips=2``); ``num_clips``,
-    ``num_crops`` and ``precision`` stand for ``eval.num_clips``, ``eval.num_crops`` and
-    ``eval.precision`` (applied after them). Precision: ``auto`` (fp32 on CPU, bf16/fp16
-    autocast on GPUs), ``fp32``, ``bf16`` (fast on CPUs with bf16 instructions) or ``fp16`` (GPU
-    only); by default the run's ``train.precision``.
+    ``run`` is a run folder, or an ``.onnx`` file exported by ``gateshift export`` (which then
+    runs on ONNX Runtime from the file alone). ``backend="onnxruntime"`` with a run folder runs
+    ``onnx`` (default ``RUN/export/model.onnx``). ``overrides`` are dotted keys of the run's
+    config (``eval.num_clips=2``); ``num_clips``, ``num_crops`` and ``precision`` stand for
+    ``eval.num_clips``, ``eval.num_crops`` and ``eval.precision`` (applied after them).
+    Precision: ``auto`` (fp32 on CPU, bf16/fp16 autocast on GPUs), ``fp32``, ``bf16`` (fast on
+    CPUs with bf16 instructions) or ``fp16`` (GPU only); by default the run's
+    ``train.precision``. ONNX Runtime runs the precision the file was exported in.
     """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
-    keys = eval_overrides(num_clips=num_clips, num_crops=num_crops, precision=precision)
-    settings = inference_settings(load_bundle_config(run, [*overrides, *keys]))
-    dev = resolve_device(device, what="device")
-    dtype = settings.dtype(dev)  # before loading: a precision this device lacks fails fast
-    # loaded outside inference mode (see load_bundle); score_views enters it
-    bundle = load_bundle(run, device=dev, channels_last=settings.channels_last)
-    network = TorchNetwork(bundle.model, dev, dtype)
-    views = VideoViews(bundle, settings.views)
+    keys = [
+        *overrides,
+        *eval_overrides(num_clips=num_clips, num_crops=num_crops, precision=precision),
+    ]
+    if backend not in ("torch", "onnxruntime"):
+        raise ValueError(f"unknown backend {backend!r}; choose torch or onnxruntime")
+    if backend == "onnxruntime" or Path(run).suffix == ".onnx":
+        network, source, views = _onnx_backend(run, onnx, keys)
+    else:
+        network, source, views = _torch_backend(run, keys, device)
+    prepare = VideoViews(source, views)
     out = []
     for video in videos:
-        clips = views(video)
+        clips = prepare(video)
         if isinstance(clips, BadItem):
             out.append(Prediction(str(video), error=clips.reason))
             continue
         logits = score_views(network, clips[None])[0]  # (1, K, T, C, H, W) -> (classes,)
-        out.append(Prediction(str(video), top_classes(logits, bundle.classes, top_k)))
+        out.append(Prediction(str(video), top_classes(logits, source.classes, top_k)))
     return out
+
+
+def _torch_backend(
+    run: str | Path, keys: Sequence[str], device: str
+) -> tuple[Network, Preprocessing, Views]:
+    settings = inference_settings(load_bundle_config(run, keys))
+    dev = resolve_device(device, what="device")
+    dtype = settings.dtype(dev)  # before loading: a precision this device lacks fails fast
+    # loaded outside inference mode (see load_bundle); score_views enters it
+    bundle = load_bundle(run, device=dev, channels_last=settings.channels_last)
+    return TorchNetwork(bundle.model, dev, dtype), bundle, settings.views
+
+
+def _onnx_backend(
+    run: str | Path, onnx: str | Path | None, keys: Sequence[str]
+) -> tuple[Network, Preprocessing, Views]:
+    """The exported file's network and metadata; the view keys apply to its views."""
+    path = Path(run)
+    if path.suffix != ".onnx":
+        path = Path(onnx) if onnx is not None else path / "export" / "model.onnx"
+    exported = load_onnx(path)
+    stored = exported.views
+    base = [f"eval.num_clips={stored.num_clips}", f"eval.num_crops={stored.num_crops}"]
+    settings = inference_settings(load_config(None, [*base, *keys], checked=False))
+    if settings.dtype(torch.device("cpu")) is not None:
+        raise ValueError(
+            f"{settings.precision_key}={settings.precision}: the onnxruntime backend runs the "
+            "precision the file was exported in; autocast precisions are for --backend torch"
+        )
+    return exported.network, exported, settings.views

@@ -11,7 +11,8 @@ validation in :mod:`gateshift.engine`, ``predict`` in :mod:`gateshift.deploy`,
 - :mod:`.precision`: a precision setting -> autocast dtype on a device, and the autocast context.
 - :mod:`.device`: the device a preference names; a model placed there in channels_last or NCHW.
 - :mod:`.network`: the ``(B, T, C, H, W) -> logits`` callable that inference runs
-  (:class:`TorchNetwork` for PyTorch; an ONNX Runtime session can implement the same call).
+  (:class:`TorchNetwork` for PyTorch; :mod:`.onnx_runtime`'s ``OnnxNetwork`` for an exported
+  file, whose metadata stands in for the bundle).
 - :mod:`.scoring`: logits averaged over a video's K views, in chunks; softmax top-k classes.
 - :mod:`.preprocess`: a video on disk -> its views, from the bundle's sampling and input spec.
 - :mod:`.profile`: parameters, FLOPs and latency of inference.

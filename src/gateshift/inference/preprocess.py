@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any, Protocol
 
 from torch import Tensor
 
@@ -19,15 +20,23 @@ from gateshift.data.readers import make_reader
 from gateshift.data.records import VideoDataset, VideoRecord
 from gateshift.data.sampling import SamplingSpec, build_sampler
 from gateshift.data.transforms import build_eval_transform
-from gateshift.inference.bundle import Bundle
 from gateshift.inference.settings import Views
+from gateshift.input_spec import InputSpec
+
+
+class Preprocessing(Protocol):
+    """What preprocessing reads from a bundle, or from an exported model's metadata."""
+
+    classes: list[list[str]]
+    input_spec: InputSpec
+    sampling: dict[str, Any]
 
 
 class VideoViews:
     """``views(path)``: a video's ``(K, T, C, H, W)`` float views (K = clips x crops), ready
     for the network, or a :class:`BadItem` when it cannot be read."""
 
-    def __init__(self, bundle: Bundle, views: Views) -> None:
+    def __init__(self, bundle: Preprocessing, views: Views) -> None:
         self.classes = bundle.classes
         spec = dataclasses.replace(SamplingSpec(**bundle.sampling), num_clips=views.num_clips)
         self.sampler = build_sampler(spec, "test")

@@ -1,0 +1,122 @@
+"""An exported ``.onnx`` model run by ONNX Runtime, behind the same :class:`.Network` call.
+
+The file carries everything prediction needs in its metadata (key ``gateshift``, one JSON
+object written by :func:`gateshift.deploy.export.export_onnx`): label names per head, input
+spec, sampling spec, test views, model name, number of segments. :func:`load_onnx` reads it back
+into an :class:`ExportedModel`, so ``gateshift predict model.onnx clip.mp4`` needs the file
+alone. ONNX Runtime is imported lazily: it is an optional dependency (``pip install
+gateshift[export]``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gateshift.inference.settings import Views
+from gateshift.input_spec import InputSpec
+
+METADATA_KEY = "gateshift"
+METADATA_VERSION = 1
+
+
+def import_onnxruntime() -> Any:
+    """The ``onnxruntime`` module, or an error saying how to install it."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise ValueError(
+            "ONNX export and the onnxruntime backend need the export extra: "
+            "pip install 'gateshift[export]'"
+        ) from err
+    return onnxruntime
+
+
+class OnnxNetwork:
+    """An ONNX Runtime session as a :class:`~gateshift.inference.network.Network`: float32
+    ``(B, T, C, H, W)`` clips -> ``(B, classes)`` float32 logits on the CPU."""
+
+    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+        ort = import_onnxruntime()
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # ORT raises its own exception types for bad files
+            raise ValueError(f"{path} is not a model ONNX Runtime can load: {err}") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, clips: Tensor, /) -> Tensor:
+        feed = {self.input_name: clips.detach().to("cpu", torch.float32).contiguous().numpy()}
+        (logits,) = self.session.run(None, feed)
+        return torch.from_numpy(np.asarray(logits))
+
+
+@dataclass
+class ExportedModel:
+    """An exported model and what came with it: the same fields predict reads from a bundle."""
+
+    path: Path
+    network: OnnxNetwork
+    model_name: str
+    num_segments: int
+    classes: list[list[str]]
+    input_spec: InputSpec
+    sampling: dict[str, Any]
+    views: Views
+    meta: dict[str, Any]
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``gateshift`` metadata of an ``.onnx`` file; a clear error for a corrupt file or one
+    that gateshift did not write."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no ONNX file {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # protobuf's DecodeError and friends
+        raise ValueError(f"{path} is not a readable ONNX file: {err}") from None
+    props = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in props:
+        raise ValueError(
+            f"{path} was not exported by gateshift (no '{METADATA_KEY}' metadata): its labels, "
+            "input spec and sampling are unknown; export it with `gateshift export RUN`"
+        )
+    try:
+        meta: dict[str, Any] = json.loads(props[METADATA_KEY])
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: its gateshift metadata is not JSON: {err}") from None
+    return meta
+
+
+def load_onnx(path: str | Path, *, threads: int | None = None) -> ExportedModel:
+    """An exported model, ready to run, from the ``.onnx`` file alone."""
+    path = Path(path)
+    meta = read_metadata(path)
+    try:
+        exported = ExportedModel(
+            path=path,
+            network=OnnxNetwork(path, threads=threads),
+            model_name=str(meta["model"]),
+            num_segments=int(meta["num_segments"]),
+            classes=[list(names) for names in meta["classes"]],
+            input_spec=InputSpec.from_dict(meta["input_spec"]),
+            sampling=dict(meta["sampling"]),
+            views=Views(**meta["views"]),
+            meta=meta,
+        )
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{path}: incomplete gateshift metadata ({err})") from None
+    return exported

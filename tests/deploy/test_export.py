@@ -1,0 +1,127 @@
+"""ONNX export: parity with PyTorch (live gates), a dynamic batch axis, metadata that makes the
+file enough to predict, refusal to keep a file that fails the check, clear errors for foreign
+or corrupt files, and no C++ kernel on the export path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from gateshift.cli.main import main
+from gateshift.deploy import export as export_module
+from gateshift.deploy.export import default_metadata, export_onnx, random_clips
+from gateshift.inference.onnx_runtime import OnnxNetwork, load_onnx, read_metadata
+from gateshift.models import create_model
+from gateshift.models.recognizer import Recognizer
+from gateshift.models.temporal import _native
+
+from ..inference.helpers import make_run
+
+onnx = pytest.importorskip("onnx")
+
+
+def _live_gsm() -> Recognizer:
+    """A small GSM whose gates and gate BN statistics are non-trivial (zero-initialised gates
+    would make GSM a fixed permutation)."""
+    torch.manual_seed(7)
+    model = create_model("resnet18_gsm", num_classes=5, num_segments=4, width=8).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if hasattr(module, "conv3D"):
+                torch.nn.init.normal_(module.conv3D.weight, std=0.05)
+                torch.nn.init.normal_(module.conv3D.bias, std=0.5)
+                module.bn.running_mean.normal_(0, 0.1)
+                module.bn.running_var.uniform_(0.5, 2.0)
+                torch.nn.init.normal_(module.bn.weight, 1.0, 0.2)
+        torch.nn.init.normal_(model.head.fc.weight, std=0.1)
+    return model
+
+
+def test_gsm_with_live_gates_exports_exactly_and_runs_at_any_batch(tmp_path: Path) -> None:
+    model = _live_gsm()
+    path = export_onnx(model, tmp_path / "gsm.onnx")  # exported at batch 1, checked on 8 clips
+    clips = random_clips(model, 3, seed=5)  # batch 3
+    with torch.inference_mode():
+        want = model(clips)
+    got = OnnxNetwork(path)(clips)
+    assert got.shape == want.shape == (3, 5)
+    assert float((got - want).abs().max() / want.abs().max()) < 1e-4
+    graph = onnx.load(str(path)).graph
+    assert {n.domain for n in graph.node} <= {"", "ai.onnx"}  # standard ops only
+    assert {"Tanh", "Conv"} <= {n.op_type for n in graph.node}  # the gate is in the graph
+    assert read_metadata(path)["model"] == "resnet18_gsm"
+
+
+def test_the_export_path_never_calls_the_native_kernels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kw: object) -> None:
+        raise AssertionError("a native kernel ran during export")
+
+    for name in ("gate", "gated_shift", "affine_relu", "gate_fold"):
+        monkeypatch.setattr(_native, name, refuse)
+    model = _live_gsm()
+    export_module._write(model, tmp_path / "m.onnx", None, default_metadata(model))
+    assert (tmp_path / "m.onnx").is_file()
+
+
+def test_a_file_that_fails_the_parity_check_is_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = OnnxNetwork.__call__
+
+    def off_by_a_bit(self: OnnxNetwork, clips: torch.Tensor) -> torch.Tensor:
+        return real(self, clips) * 1.01
+
+    monkeypatch.setattr(OnnxNetwork, "__call__", off_by_a_bit)
+    with pytest.raises(ValueError, match=r"does not reproduce resnet18_gsm.*nothing was written"):
+        export_onnx(_live_gsm(), tmp_path / "bad.onnx")
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
+
+
+def test_foreign_and_corrupt_files_are_named_in_the_error(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage" * 10)
+    with pytest.raises(ValueError, match=r"corrupt\.onnx is not a readable ONNX file"):
+        load_onnx(corrupt)
+    node = onnx.helper.make_node("Identity", ["x"], ["y"])
+    value = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+    out = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(onnx.helper.make_model(onnx.helper.make_graph([node], "g", [value], [out])), foreign)
+    with pytest.raises(ValueError, match=r"foreign\.onnx was not exported by gateshift"):
+        load_onnx(foreign)
+    with pytest.raises(FileNotFoundError, match="no ONNX file"):
+        load_onnx(tmp_path / "nothing.onnx")
+
+
+def test_export_a_run_then_predict_from_the_file_alone(
+    tiny_synthetic: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run, _ = make_run(tmp_path, tiny_synthetic)
+    assert main(["export", str(run), "--clips", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) >= {"path", "precision", "max_rel_error", "top1_agreement", "clips"}
+    assert report["precision"] == "fp32" and report["clips"] == 3
+    assert report["source"] == "validation" and report["top1_agreement"] == 1.0
+    path = run / "export" / "model.onnx"
+    assert Path(report["path"]) == path and path.is_file()
+    video = str(next((tiny_synthetic / "val" / "moving_left").glob("*.mp4")))
+    outputs = []
+    for argv in (
+        [str(run), video],
+        [str(path), video],
+        [str(run), video, "--backend", "onnxruntime"],
+    ):
+        assert main(["predict", *argv, "--top-k", "3", "--json"]) == 0
+        outputs.append(json.loads(capsys.readouterr().out)[0])
+    torch_top = outputs[0]["top"][0]
+    for other in outputs[1:]:
+        assert [t[0] for t in other["top"][0]] == [t[0] for t in torch_top]  # same labels
+        for (_, _, p), (_, _, q) in zip(other["top"][0], torch_top, strict=True):
+            assert abs(p - q) < 1e-4
+    assert main(["predict", str(path), video, "--precision", "bf16"]) == 2
+    assert "onnxruntime backend runs the precision" in capsys.readouterr().err
