@@ -123,5 +123,13 @@ def test_export_a_run_then_predict_from_the_file_alone(
         assert [t[0] for t in other["top"][0]] == [t[0] for t in torch_top]  # same labels
         for (_, _, p), (_, _, q) in zip(other["top"][0], torch_top, strict=True):
             assert abs(p - q) < 1e-4
+    metrics = []
+    for extra in ([], ["--backend", "onnxruntime"]):
+        out = tmp_path / f"metrics{len(extra)}.json"
+        assert main(["evaluate", str(run), "--json", str(out), *extra]) == 0
+        metrics.append(json.loads(out.read_text()))
+    assert metrics[1] == metrics[0]  # same videos, views and top-1/top-5 on ONNX Runtime
+    assert (run / "eval" / "val_1x1_onnxruntime" / "metrics.json").is_file()
+    capsys.readouterr()
     assert main(["predict", str(path), video, "--precision", "bf16"]) == 2
     assert "onnxruntime backend runs the precision" in capsys.readouterr().err

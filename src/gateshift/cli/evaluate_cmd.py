@@ -27,7 +27,16 @@ def register(sub: Any) -> None:
     p.add_argument("run", help="run folder (out_dir of `gateshift train`)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     add_view_options(p)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (torch backend)")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=("torch", "onnxruntime"),
+        help="what runs the network (default torch; onnxruntime: the exported file)",
+    )
+    p.add_argument(
+        "--onnx", help="with --backend onnxruntime: the file (default RUN/export/model.onnx)"
+    )
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON to FILE")
     p.add_argument("--save-scores", metavar="FILE", help="save video scores (.npz) for ensembles")
     p.set_defaults(handler=run)
@@ -40,7 +49,13 @@ def _pct(value: float) -> str:
 def run(args: argparse.Namespace) -> int:
     from gateshift.engine.evaluate import evaluate_run, per_class_rows
 
-    report = evaluate_run(args.run, [*args.overrides, *view_overrides(args)], device=args.device)
+    report = evaluate_run(
+        args.run,
+        [*args.overrides, *view_overrides(args)],
+        device=args.device,
+        backend=args.backend,
+        onnx=args.onnx,
+    )
     m = report.metrics
     print(
         f"{args.run}: {m['split']} split, {m['num_videos']} videos, "

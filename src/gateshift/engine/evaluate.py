@@ -29,7 +29,8 @@ from gateshift.engine.metrics import compute_metrics, per_class_accuracy, public
 from gateshift.engine.scores import Scores, collect_scores
 from gateshift.inference.bundle import Bundle, load_bundle, load_bundle_config
 from gateshift.inference.device import resolve_device
-from gateshift.inference.network import TorchNetwork
+from gateshift.inference.network import Network, TorchNetwork
+from gateshift.inference.onnx_runtime import load_onnx
 from gateshift.inference.settings import Views, eval_overrides, inference_settings
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,22 @@ def _split(cfg: Config, split: str, bundle: Bundle, views: Views, run: Path) -> 
     return data
 
 
+def _onnx_network(
+    run: Path, onnx: str | Path | None, bundle: Bundle, dtype: torch.dtype | None
+) -> Network:
+    """The run's exported file as the network, checked to be this run's model."""
+    path = Path(onnx) if onnx is not None else run / "export" / "model.onnx"
+    exported = load_onnx(path)
+    if exported.classes != bundle.classes or exported.num_segments != bundle.model.num_segments:
+        raise ValueError(f"{path} holds another model than {run} (classes or segments differ)")
+    if dtype is not None:
+        raise ValueError(
+            "the onnxruntime backend runs the precision the file was exported in; autocast "
+            "precisions (eval.precision, train.precision) are for the torch backend"
+        )
+    return exported.network
+
+
 def evaluate_run(
     run: str | Path,
     overrides: Sequence[str] = (),
@@ -67,6 +84,8 @@ def evaluate_run(
     num_crops: int | None = None,
     device: str = "auto",
     precision: str | None = None,
+    backend: str = "torch",
+    onnx: str | Path | None = None,
 ) -> EvalReport:
     """Evaluate the run's bundle on ``eval.split`` (default: the validation split).
 
@@ -74,6 +93,9 @@ def evaluate_run(
     ``eval.num_crops`` and ``eval.precision`` (applied after ``overrides``); the precision
     (``auto``, ``fp32``, ``bf16``, ``fp16``) defaults to the run's ``train.precision``. The model
     runs in channels_last when the run's ``train.channels_last`` is set (as in predict).
+    ``backend="onnxruntime"`` scores with the exported file ``onnx`` (default
+    ``RUN/export/model.onnx``) instead, same data, views and metrics; results go to
+    ``RUN/eval/<split>_<clips>x<crops>_onnxruntime/``.
     """
     run = Path(run)
     keys = eval_overrides(num_clips=num_clips, num_crops=num_crops, precision=precision)
@@ -93,7 +115,11 @@ def evaluate_run(
         seed=cfg.seed,
     )
     ctx = DistContext(rank=0, world_size=1, local_rank=0, device=dev)
-    network = TorchNetwork(bundle.model, dev, dtype)  # load_bundle gave it in eval mode
+    network: Network = TorchNetwork(bundle.model, dev, dtype)  # load_bundle: in eval mode
+    if backend == "onnxruntime":
+        network = _onnx_network(run, onnx, bundle, settings.dtype(torch.device("cpu")))
+    elif backend != "torch":
+        raise ValueError(f"unknown backend {backend!r}; choose torch or onnxruntime")
     scores = collect_scores(network, loader, ctx=ctx, total=len(loader))
     for path, reason in dict(scores.bad).items():
         log.warning("skipped unreadable video %s: %s", path, reason)
@@ -109,7 +135,7 @@ def evaluate_run(
         data.annotations.records[int(i)].video_id or str(data.annotations.records[int(i)].path)
         for i in scores.indices
     ]
-    out = run / "eval" / f"{split}_{clips}x{crops}"
+    out = run / "eval" / f"{split}_{clips}x{crops}{'' if backend == 'torch' else '_' + backend}"
     report = EvalReport(metrics, confusion, bundle.classes, scores, ids, out)
     write_report(report, bundle)
     return report
