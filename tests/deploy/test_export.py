@@ -133,3 +133,52 @@ def test_export_a_run_then_predict_from_the_file_alone(
     capsys.readouterr()
     assert main(["predict", str(path), video, "--precision", "bf16"]) == 2
     assert "onnxruntime backend runs the precision" in capsys.readouterr().err
+
+
+def _module_onnx(module: torch.nn.Module, x: torch.Tensor, path: Path) -> OnnxNetwork:
+    program = torch.onnx.export(module, (x,), dynamo=True, verbose=False)
+    assert program is not None
+    program.save(str(path))
+    return OnnxNetwork(path)
+
+
+@pytest.mark.parametrize(
+    ("kind", "interleave"), [("gsm", True), ("gsm", False), ("gsf", True), ("tsm", True)]
+)
+def test_each_temporal_module_alone_exports_exactly(
+    kind: str, interleave: bool, tmp_path: Path
+) -> None:
+    from gateshift.models.temporal import make_temporal
+
+    from ..models.temporal.helpers import random_frames, randomise
+
+    module = randomise(make_temporal(kind, 16, num_segments=4, interleave=interleave)).eval()
+    x = random_frames(2, 4, 16)
+    network = _module_onnx(module, x, tmp_path / f"{kind}.onnx")
+    got = network(x)  # the ORT session takes any float tensor of the traced shape
+    for channels_last in (False, True):  # PyTorch's fast paths in both memory formats
+        frames = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        with torch.inference_mode():
+            want = module(frames)
+        assert float((got - want).abs().max() / want.abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["resnet18_tsm", "mobilenetv2_gsf"])
+def test_other_families_export_with_parity(name: str, tmp_path: Path) -> None:
+    model = create_model(name, num_classes=3, num_segments=2).eval()
+    path = export_onnx(model, tmp_path / f"{name}.onnx", clips=random_clips(model, 2, size=64))
+    meta = read_metadata(path)
+    assert meta["model"] == name and meta["input_spec"]["crop_size"] == 64  # what the file takes
+    assert meta["input_spec"]["resize_size"] == 73  # 256/224 of 64, as the backbone resizes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", __import__("gateshift").list_models())
+def test_every_family_exports_at_full_size(name: str, tmp_path: Path) -> None:
+    """Every registered model at its published input size, 8 segments (slow: minutes)."""
+    model = create_model(name, num_classes=174, num_segments=8).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if hasattr(module, "conv3D"):
+                torch.nn.init.normal_(module.conv3D.weight, std=0.01)
+    export_onnx(model, tmp_path / "m.onnx", clips=random_clips(model, 2))

@@ -116,16 +116,20 @@ def export_checked(
     tolerance: float = 1e-4,
 ) -> ExportReport:
     """Write ``model`` as ONNX to ``path`` only if ONNX Runtime reproduces it on ``clips``
-    (default: 8 random clips); ``metadata`` (default :func:`default_metadata`) goes in the file.
+    (default: 8 random clips at the crop size); ``metadata`` (default :func:`default_metadata`)
+    goes in the file. The file takes clips of the checked clips' size (its input spec says so).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"export precision {precision!r}: this version exports {PRECISIONS}")
     import_onnxruntime()  # the clear error before a long export
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = metadata or default_metadata(model)
-    size = int(metadata["input_spec"]["crop_size"])  # the size the network is fixed to
-    clips = random_clips(model, 8, size=size) if clips is None else clips
+    metadata = dict(metadata or default_metadata(model))
+    size = int(metadata["input_spec"]["crop_size"])
+    if clips is None:
+        clips = random_clips(model, 8, size=size)
+    elif clips.shape[-1] != size:  # the file is fixed to the size it is exported (and checked) at
+        metadata["input_spec"] = _at_size(metadata["input_spec"], int(clips.shape[-1]))
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -137,6 +141,12 @@ def export_checked(
         tmp.unlink(missing_ok=True)
     log.info("exported %s to %s (max relative error %.2e)", model.name, path, report[0])
     return ExportReport(str(path), precision, report[0], report[1], len(clips), clips_source)
+
+
+def _at_size(spec: dict[str, Any], size: int) -> dict[str, Any]:
+    """An input spec cropping ``size`` pixels, resizing in the same proportion as before."""
+    resize = max(size, round(size * spec["resize_size"] / spec["crop_size"]))
+    return {**spec, "crop_size": size, "resize_size": resize}
 
 
 def _write(model: Recognizer, path: Path, opset: int | None, metadata: dict[str, Any]) -> None:
