@@ -42,13 +42,15 @@ def _live_gsm() -> Recognizer:
 
 def test_gsm_with_live_gates_exports_exactly_and_runs_at_any_batch(tmp_path: Path) -> None:
     model = _live_gsm()
-    path = export_onnx(model, tmp_path / "gsm.onnx")  # exported at batch 1, checked on 8 clips
-    clips = random_clips(model, 3, seed=5)  # batch 3
-    with torch.inference_mode():
-        want = model(clips)
-    got = OnnxNetwork(path)(clips)
-    assert got.shape == want.shape == (3, 5)
-    assert float((got - want).abs().max() / want.abs().max()) < 1e-4
+    path = export_onnx(model, tmp_path / "gsm.onnx")  # checked clip by clip (batch 1) on 8 clips
+    network = OnnxNetwork(path)
+    for batch in (1, 3):  # not the traced batch (2)
+        clips = random_clips(model, batch, seed=5)
+        with torch.inference_mode():
+            want = model(clips)
+        got = network(clips)
+        assert got.shape == want.shape == (batch, 5)
+        assert float((got - want).abs().max() / want.abs().max()) < 1e-4
     graph = onnx.load(str(path)).graph
     assert {n.domain for n in graph.node} <= {"", "ai.onnx"}  # standard ops only
     assert {"Tanh", "Conv"} <= {n.op_type for n in graph.node}  # the gate is in the graph
@@ -175,10 +177,27 @@ def test_other_families_export_with_parity(name: str, tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", __import__("gateshift").list_models())
 def test_every_family_exports_at_full_size(name: str, tmp_path: Path) -> None:
-    """Every registered model at its published input size, 8 segments (slow: minutes)."""
-    model = create_model(name, num_classes=174, num_segments=8).eval()
+    """Every registered model at its published input size, 8 segments (slow: minutes).
+
+    BN statistics come from one batch of random clips: with the default ones (mean 0, var 1) a
+    randomly initialised ResNet-101's activations grow to ~1e6 and PyTorch's own fp32 logits are
+    then 6% away from float64. Even calibrated, a random ResNet-101's fp32 logits are 4e-4 away
+    from float64 (PyTorch's native and eager paths differ by 1.5e-4), so ORT is held to
+    1e-4 or three times PyTorch's own fp32 error on the same clips, whichever is larger.
+    """
+    model = create_model(name, num_classes=174, num_segments=8)
     with torch.no_grad():
         for module in model.modules():
             if hasattr(module, "conv3D"):
                 torch.nn.init.normal_(module.conv3D.weight, std=0.01)
-    export_onnx(model, tmp_path / "m.onnx", clips=random_clips(model, 2))
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.reset_running_stats()
+                module.momentum = None  # cumulative: one batch gives its exact statistics
+        model.train()(random_clips(model, 2, seed=3))
+    clips = random_clips(model, 2)
+    with torch.inference_mode():
+        fp32 = model.eval()(clips)
+        exact = model.double()(clips.double())
+    model.float()
+    floor = float(((fp32.double() - exact).abs().amax(1) / exact.abs().amax(1)).max())
+    export_onnx(model, tmp_path / "m.onnx", clips=clips, tolerance=max(1e-4, 3 * floor))

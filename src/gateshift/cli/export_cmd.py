@@ -16,8 +16,8 @@ def register(sub: Any) -> None:
             "with its label names, input spec, sampling and test views in the file's metadata, "
             "so `gateshift predict model.onnx VIDEO` needs nothing else. Before the file is kept, "
             "ONNX Runtime is compared with the PyTorch model on the run's validation clips (random "
-            "clips when that data is not reachable): a max relative logit error above 1e-4 or any "
-            "top-1 disagreement is an error and leaves no file. Needs `pip install "
+            "clips when that data is not reachable): a max relative logit error above --tolerance "
+            "(1e-4) or any top-1 disagreement is an error and leaves no file. Needs `pip install "
             "'gateshift[export]'`."
         ),
     )
@@ -28,6 +28,15 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     p.add_argument("--clips", type=int, default=8, help="clips for the parity check (default 8)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help=(
+            "largest max relative logit error accepted (default 1e-4; deep nets' fp32 logits can "
+            "differ more between any two fp32 runtimes)"
+        ),
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=run)
 
@@ -35,7 +44,11 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from gateshift.deploy.export import export_run
 
-    report = export_run(args.run, args.out, opset=args.opset, clips=args.clips)
+    if args.tolerance <= 0:
+        raise ValueError("--tolerance must be positive")
+    report = export_run(
+        args.run, args.out, opset=args.opset, clips=args.clips, tolerance=args.tolerance
+    )
     if args.json:
         print(json.dumps(report.to_dict()))
     else:

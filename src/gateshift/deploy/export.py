@@ -7,7 +7,7 @@ the published definition as plain tensor ops, no autograd function, no C++ kerne
 lacks. ONNX Runtime is the runtime most deployments use (servers, desktop apps, browsers) and
 the one the parity check runs.
 
-The batch axis is dynamic (export at batch 1, run at any batch); the number of segments and the
+The batch axis is dynamic (traced at batch 2, runs at any batch); the number of segments and the
 crop size are fixed, as the network was trained. The file's metadata carries what prediction
 needs (see :mod:`gateshift.inference.onnx_runtime`). Every export is checked before it is kept:
 ONNX Runtime against the PyTorch model on the clips given (a run's validation clips, or random
@@ -153,7 +153,9 @@ def _write(model: Recognizer, path: Path, opset: int | None, metadata: dict[str,
     import onnx
 
     was_training = model.training
-    example = random_clips(model, 1, size=int(metadata["input_spec"]["crop_size"]))
+    # traced at batch 2: torch.export specialises a dimension of size 1 to a constant (and did
+    # so for mobilenetv2_tsm), which would fix the batch axis
+    example = random_clips(model, 2, size=int(metadata["input_spec"]["crop_size"]))
     try:
         model.eval()
         batch = torch.export.Dim("batch", min=1, max=4096)
@@ -240,7 +242,12 @@ def run_clips(bundle: Bundle, count: int) -> tuple[Tensor, str]:
 
 
 def export_run(
-    run: str | Path, out: str | Path | None = None, *, opset: int | None = None, clips: int = 8
+    run: str | Path,
+    out: str | Path | None = None,
+    *,
+    opset: int | None = None,
+    clips: int = 8,
+    tolerance: float = 1e-4,
 ) -> ExportReport:
     """Export a training run's model with its bundle's labels, input spec, sampling and views in
     the file (default ``RUN/export/model.onnx``), checked on its validation clips."""
@@ -257,5 +264,11 @@ def export_run(
     }
     check, source = run_clips(bundle, clips)
     return export_checked(
-        bundle.model, path, opset=opset, clips=check, clips_source=source, metadata=metadata
+        bundle.model,
+        path,
+        opset=opset,
+        clips=check,
+        clips_source=source,
+        metadata=metadata,
+        tolerance=tolerance,
     )
