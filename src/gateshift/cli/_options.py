@@ -62,3 +62,16 @@ def add_view_options(p: argparse.ArgumentParser) -> None:
 def view_overrides(args: argparse.Namespace) -> list[str]:
     """The ``eval.*`` overrides that the given ``--clips/--crops/--precision`` stand for."""
     return eval_overrides(num_clips=args.clips, num_crops=args.crops, precision=args.precision)
+
+
+def add_backend_options(p: argparse.ArgumentParser) -> None:
+    """``--backend torch|onnxruntime`` and ``--onnx FILE`` (evaluate, predict)."""
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=("torch", "onnxruntime"),
+        help="what runs the network (default torch; onnxruntime: the exported file)",
+    )
+    p.add_argument(
+        "--onnx", help="with --backend onnxruntime: the file (default RUN/export/model.onnx)"
+    )

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from gateshift.cli._options import add_view_options, view_overrides
+from gateshift.cli._options import add_backend_options, add_view_options, view_overrides
 
 
 def register(sub: Any) -> None:
@@ -28,15 +28,7 @@ def register(sub: Any) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     add_view_options(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (torch backend)")
-    p.add_argument(
-        "--backend",
-        default="torch",
-        choices=("torch", "onnxruntime"),
-        help="what runs the network (default torch; onnxruntime: the exported file)",
-    )
-    p.add_argument(
-        "--onnx", help="with --backend onnxruntime: the file (default RUN/export/model.onnx)"
-    )
+    add_backend_options(p)
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON to FILE")
     p.add_argument("--save-scores", metavar="FILE", help="save video scores (.npz) for ensembles")
     p.set_defaults(handler=run)

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from gateshift.cli._options import add_view_options, view_overrides
+from gateshift.cli._options import add_backend_options, add_view_options, view_overrides
 
 
 def register(sub: Any) -> None:
@@ -27,15 +27,7 @@ def register(sub: Any) -> None:
     p.add_argument("--top-k", type=int, default=5, help="classes to show (default 5)")
     add_view_options(p)
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, ... (torch backend)")
-    p.add_argument(
-        "--backend",
-        default="torch",
-        choices=("torch", "onnxruntime"),
-        help="what runs the network (default torch; an .onnx RUN always uses onnxruntime)",
-    )
-    p.add_argument(
-        "--onnx", help="with --backend onnxruntime: the file (default RUN/export/model.onnx)"
-    )
+    add_backend_options(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=run)
 
