@@ -6,18 +6,25 @@ keys and 1/16 of the compute, the small backbone the embedded demo trains from s
 
 Temporal placement:
 
-* ``tsm``: before ``conv1`` of every block, the residual shift of TSM (arXiv 1811.08383).
+* ``tsm``: before ``conv1``, the residual shift of TSM (arXiv 1811.08383), in the blocks that
+  ``tsm_blocks`` names. TSM's release (``blockres``) shifts every block unless ``layer3`` has 23
+  or more blocks; then only blocks with an even index within their stage (0, 2, 4, ...), in all
+  four stages. So ``resnet18_tsm``, ``resnet34_tsm`` and ``resnet50_tsm`` shift all 8/16/16
+  blocks (``tsm_blocks="all"``) and ``resnet101_tsm`` 18 of its 33 (``tsm_blocks="even"``), as
+  the authors' ResNet-101 checkpoints do. They keep the shifted conv at ``<conv1>.net``.
 * ``gsf``: after the last convolution of every block, before its BN (``conv3``/``bn3`` in a
   bottleneck), as in the GSF release (C = 256..2048 in ResNet-50). The authors keep it at
   ``layerX.Y.gsf``.
 * ``gsm``: the same place as GSF (the GSM paper has no ResNet placement; GSF is GSM plus fusion).
+
+GSM and GSF go into every block at every depth (the GSF release's ResNet-101 has one per block).
 
 Basic blocks (ResNet-18/34) use their last convolution, ``conv2``, the same way.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 
@@ -71,6 +78,9 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
+#: which blocks of each stage TSM shifts: every block, or those with an even index in the stage
+TsmBlocks = Literal["all", "even"]
+
 _LAYOUTS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int, int]]] = {
     18: (BasicBlock, (2, 2, 2, 2)),
     34: (BasicBlock, (3, 4, 6, 3)),
@@ -80,7 +90,10 @@ _LAYOUTS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, i
 
 
 class ResNet(Backbone):
-    """ResNet trunk without its classifier: ``(B, 3, H, W)`` -> ``(B, 512 * expansion)``."""
+    """ResNet trunk without its classifier: ``(B, 3, H, W)`` -> ``(B, 512 * expansion)``.
+
+    ``tsm_blocks``: the blocks TSM shifts (module docstring); ``None`` follows TSM's release.
+    """
 
     input_spec: ClassVar[InputSpec] = IMAGENET_RGB_224
     default_gsf_ratio: ClassVar[float] = 25.0
@@ -89,14 +102,20 @@ class ResNet(Backbone):
     layer3: nn.Sequential
     layer4: nn.Sequential
 
-    def __init__(self, depth: int = 50, *, width: int = 64) -> None:
+    def __init__(
+        self, depth: int = 50, *, width: int = 64, tsm_blocks: TsmBlocks | None = None
+    ) -> None:
         super().__init__()
         if depth not in _LAYOUTS:
             raise ValueError(f"ResNet depth must be one of {sorted(_LAYOUTS)}, got {depth}")
         if width < 4 or width % 4:
             raise ValueError(f"ResNet width must be a positive multiple of 4, got {width}")
+        if tsm_blocks not in (None, "all", "even"):
+            raise ValueError(f"tsm_blocks must be 'all' or 'even', got {tsm_blocks!r}")
         block, counts = _LAYOUTS[depth]
         self.depth = depth
+        # TSM's release shifts every other block when layer3 has 23+ blocks (its n_round = 2)
+        self.tsm_blocks: TsmBlocks = tsm_blocks or ("even" if counts[2] >= 23 else "all")
         self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
@@ -127,17 +146,20 @@ class ResNet(Backbone):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def _blocks(self) -> list[tuple[str, nn.Module]]:
+    def _blocks(self) -> list[tuple[str, int, nn.Module]]:
+        """(path, index within its stage, block) of every residual block."""
         return [
-            (f"layer{i}.{j}", block)
+            (f"layer{i}.{j}", j, block)
             for i in range(1, 5)
             for j, block in enumerate(getattr(self, f"layer{i}"))
         ]
 
     def temporal_sites(self, kind: InsertKind) -> list[Site]:
         sites = []
-        for path, block in self._blocks():
+        for path, index, block in self._blocks():
             if kind == "tsm":
+                if self.tsm_blocks == "even" and index % 2:
+                    continue
                 sites.append(Site(f"{path}.conv1", "before", official_layer=f"{path}.conv1.net"))
             else:
                 last = "conv3" if isinstance(block, Bottleneck) else "conv2"
