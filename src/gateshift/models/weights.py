@@ -11,6 +11,8 @@ wrapped with a temporal module moves to ``<path>.layer.*`` and the module sits a
 prefix the backbone with ``base_model.`` (and ``module.`` from DataParallel), name the classifier
 ``new_fc`` and keep temporal modules at ``gsm_<conv>`` (Inception) or ``layerX.Y.gsf`` (ResNet);
 TSM's release wraps the shifted conv as ``<conv>.net``. Each :class:`Site` carries those names.
+Where the authors' backbone names other layers differently too (TSM's flat MobileNetV2), the
+backbone's :meth:`~gateshift.models.backbones.base.Backbone.official_layout` says how.
 """
 
 from __future__ import annotations
@@ -104,7 +106,9 @@ def _rename(keys: Iterable[str], rules: Mapping[str, str]) -> dict[str, str]:
 
 
 def _site_rules(backbone: Backbone, *, official: bool) -> dict[str, str]:
-    rules = {}
+    """File key prefix -> ours: for the authors' files the backbone's layout first, then each
+    site's layer and module (a wrapped layer's rule replaces the layout's for that layer)."""
+    rules = backbone.official_layout() if official else {}
     for site in backbone.sites:
         layer = (site.official_layer or site.path) if official else site.path
         rules[f"{layer}."] = f"{site.path}.layer."
@@ -215,7 +219,7 @@ def map_official_checkpoint(
 
 
 def load_official_checkpoint(model: Recognizer, path: str | Path) -> dict[str, Any]:
-    """Load a ``.pth.tar`` saved by the authors' GSM or GSF code into ``model``, strictly.
+    """Load a ``.pth.tar`` saved by the authors' GSM, GSF or TSM code into ``model``, strictly.
 
     Handles ``state_dict`` / ``model_state_dict``, ``module.`` and ``base_model.`` prefixes and
     ``new_fc`` (or the backbone's own classifier when the authors trained without dropout).

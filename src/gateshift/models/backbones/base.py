@@ -34,3 +34,8 @@ class Backbone(nn.Module):
     def temporal_sites(self, kind: InsertKind) -> list[Site]:
         """Insertion points for ``kind``; see each backbone's module docstring for the choice."""
         raise NotImplementedError
+
+    def official_layout(self) -> dict[str, str]:
+        """Key prefixes of layers the authors' video checkpoints name otherwise, ``{theirs: ours}``
+        (each ending in ``.``); empty when their backbone has our keys (temporal sites aside)."""
+        return {}

@@ -3,13 +3,21 @@
 State-dict keys equal torchvision's ``mobilenet_v2`` (``features.*``; its ``classifier.*`` is
 the ImageNet head we drop), so its ImageNet ``.pth`` file loads as it is.
 
-Temporal placement, in the 10 inverted-residual blocks that have a residual connection (stride 1,
-same width in and out; 24 to 160 channels):
+TSM's release (arXiv 1811.08383) builds the same net with each block's layers flat:
+``features.N.conv.0..7`` = conv, BN, ReLU6, depthwise conv, BN, ReLU6, projection, BN
+(``conv.0..4`` in the first block, which has no expansion layer), where torchvision nests each
+conv-BN-ReLU6 (``conv.0.0``, ``conv.0.1``, ``conv.1.0``, ``conv.1.1``, ``conv.2``, ``conv.3``).
+:meth:`MobileNetV2.official_layout` maps those names, so the authors' ``mobilenetv2_tsm``
+checkpoints load strictly (RGB 0-1, ImageNet mean/std, 224, as our input spec).
 
-* ``tsm``: before the block's first convolution, TSM's residual shift for MobileNetV2.
+Temporal placement, in the 10 inverted-residual blocks that have a residual connection (stride 1,
+same width in and out; 24 to 160 channels; all of them have an expansion layer):
+
+* ``tsm``: before the block's first (expansion) convolution, TSM's residual shift for
+  MobileNetV2, the release's placement; it keeps the shifted conv at ``conv.0.net``.
 * ``gsm`` / ``gsf``: after the block's linear projection, before its BN: the analogue of the
   ResNet placement (end of the residual branch). The authors released no MobileNetV2 model, so
-  these sites carry no official key names.
+  these modules carry no official key names.
 """
 
 from __future__ import annotations
@@ -54,6 +62,18 @@ class InvertedResidual(nn.Module):
         out = self.conv(x)
         return x + out if self.use_residual else out
 
+    def flat_names(self) -> dict[str, str]:
+        """Our name under ``conv`` -> the index TSM's flat layout gives it, for layers with keys."""
+        names: dict[str, str] = {}
+        flat = 0
+        for k, layer in enumerate(self.conv):
+            inner = list(layer.named_children()) if isinstance(layer, nn.Sequential) else []
+            for name, sub in inner or [("", layer)]:
+                if sub.state_dict():  # ReLU6 has no keys
+                    names[f"{k}.{name}" if name else str(k)] = str(flat)
+                flat += 1
+        return names
+
 
 class MobileNetV2(Backbone):
     """MobileNetV2 trunk (width 1.0) without its classifier: ``(B, 3, H, W)`` -> ``(B, 1280)``."""
@@ -84,12 +104,22 @@ class MobileNetV2(Backbone):
         for i, block in enumerate(self.features):
             if not (isinstance(block, InvertedResidual) and block.use_residual):
                 continue
+            conv = f"features.{i}.conv"
             if kind == "tsm":
-                sites.append(Site(f"features.{i}.conv.0.0", "before"))
+                sites.append(Site(f"{conv}.0.0", "before", official_layer=f"{conv}.0.net"))
             else:
-                projection = len(block.conv) - 2  # the 1x1 conv before the last BN
-                sites.append(Site(f"features.{i}.conv.{projection}", "after"))
+                projection = str(len(block.conv) - 2)  # the 1x1 conv before the last BN
+                flat = block.flat_names()[projection]
+                sites.append(Site(f"{conv}.{projection}", "after", official_layer=f"{conv}.{flat}"))
         return sites
+
+    def official_layout(self) -> dict[str, str]:
+        return {
+            f"features.{i}.conv.{flat}.": f"features.{i}.conv.{ours}."
+            for i, block in enumerate(self.features)
+            if isinstance(block, InvertedResidual)
+            for ours, flat in block.flat_names().items()
+        }
 
     def forward(self, x: Tensor) -> Tensor:
         return self.features(x).mean((2, 3))
