@@ -54,6 +54,21 @@ def test_resnet_sites() -> None:
     assert ResNet(34).temporal_sites("gsm")[-1].path == "layer4.2.conv2"
 
 
+def test_resnet_tsm_placement_follows_the_release() -> None:
+    """Every block up to ResNet-50; even-indexed blocks of each stage in ResNet-101."""
+    assert ResNet(50).tsm_blocks == "all" and len(ResNet(50).temporal_sites("tsm")) == 16
+    deep = ResNet(101, width=16)
+    paths = [s.path for s in deep.temporal_sites("tsm")]
+    assert deep.tsm_blocks == "even" and len(paths) == 2 + 2 + 12 + 2
+    assert paths[:3] == ["layer1.0.conv1", "layer1.2.conv1", "layer2.0.conv1"]
+    assert "layer3.22.conv1" in paths and "layer3.21.conv1" not in paths
+    assert len(deep.temporal_sites("gsf")) == len(deep.temporal_sites("gsm")) == 33
+    assert len(ResNet(101, width=16, tsm_blocks="all").temporal_sites("tsm")) == 33
+    assert len(ResNet(50, width=16, tsm_blocks="even").temporal_sites("tsm")) == 2 + 2 + 3 + 2
+    with pytest.raises(ValueError, match="tsm_blocks"):
+        ResNet(50, tsm_blocks="odd")  # type: ignore[arg-type]
+
+
 def test_mobilenet_sites_are_the_residual_blocks() -> None:
     net = MobileNetV2()
     sites = net.temporal_sites("gsm")
@@ -61,6 +76,9 @@ def test_mobilenet_sites_are_the_residual_blocks() -> None:
     assert len(sites) == 10
     widths = [net.get_submodule(s.path).out_channels for s in sites]
     assert widths == [24, 32, 32, 64, 64, 64, 96, 96, 160, 160]
+    tsm = net.temporal_sites("tsm")
+    assert [s.path for s in tsm][:2] == ["features.3.conv.0.0", "features.5.conv.0.0"]
+    assert tsm[0].official_layer == "features.3.conv.0.net"  # TSM's flat layout
 
 
 @pytest.mark.parametrize("make", [lambda: ResNet(18), MobileNetV2])
