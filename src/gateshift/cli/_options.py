@@ -65,13 +65,17 @@ def view_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def add_backend_options(p: argparse.ArgumentParser) -> None:
-    """``--backend torch|onnxruntime`` and ``--onnx FILE`` (evaluate, predict)."""
+    """``--backend torch|onnxruntime|openvino`` and ``--onnx FILE`` (evaluate, predict)."""
     p.add_argument(
         "--backend",
         default="torch",
-        choices=("torch", "onnxruntime"),
-        help="what runs the network (default torch; onnxruntime: the exported file)",
+        choices=("torch", "onnxruntime", "openvino"),
+        help=(
+            "what runs the network (default torch; onnxruntime, openvino: the exported file; "
+            "openvino runs it in fp32, or bf16 with --precision bf16)"
+        ),
     )
     p.add_argument(
-        "--onnx", help="with --backend onnxruntime: the file (default RUN/export/model.onnx)"
+        "--onnx",
+        help="with --backend onnxruntime/openvino: the file (default RUN/export/model.onnx)",
     )

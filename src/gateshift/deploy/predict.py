@@ -23,7 +23,7 @@ from gateshift.data.datasets import BadItem
 from gateshift.inference.bundle import load_bundle, load_bundle_config
 from gateshift.inference.device import resolve_device
 from gateshift.inference.network import Network, TorchNetwork
-from gateshift.inference.onnx_runtime import load_onnx
+from gateshift.inference.onnx_runtime import RUNTIMES, load_onnx, read_metadata
 from gateshift.inference.preprocess import Preprocessing, VideoViews
 from gateshift.inference.scoring import score_views, top_classes
 from gateshift.inference.settings import Views, eval_overrides, inference_settings
@@ -37,7 +37,8 @@ class Prediction:
     error: str | None = None
 
 
-Backend = Literal["torch", "onnxruntime"]
+Backend = Literal["torch", "onnxruntime", "openvino"]
+BACKENDS = ("torch", *RUNTIMES)
 
 
 def predict(
@@ -56,13 +57,15 @@ def predict(
     """Top-``top_k`` classes with probabilities for each video (file or frame folder).
 
     ``run`` is a run folder, or an ``.onnx`` file exported by ``gateshift export`` (which then
-    runs on ONNX Runtime from the file alone). ``backend="onnxruntime"`` with a run folder runs
-    ``onnx`` (default ``RUN/export/model.onnx``). ``overrides`` are dotted keys of the run's
+    runs on ONNX Runtime, or on OpenVINO with ``backend="openvino"``, from the file alone).
+    ``backend="onnxruntime"`` or ``"openvino"`` with a run folder runs ``onnx`` (default
+    ``RUN/export/model.onnx``). ``overrides`` are dotted keys of the run's
     config (``eval.num_clips=2``); ``num_clips``, ``num_crops`` and ``precision`` stand for
     ``eval.num_clips``, ``eval.num_crops`` and ``eval.precision`` (applied after them).
     Precision: ``auto`` (fp32 on CPU, bf16/fp16 autocast on GPUs), ``fp32``, ``bf16`` (fast on
     CPUs with bf16 instructions) or ``fp16`` (GPU only); by default the run's
-    ``train.precision``. ONNX Runtime runs the precision the file was exported in.
+    ``train.precision``. ONNX Runtime runs the precision the file was exported in; OpenVINO runs
+    an fp32 file in fp32, or in bf16 when the precision asked for is bf16.
     """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
@@ -70,10 +73,11 @@ def predict(
         *overrides,
         *eval_overrides(num_clips=num_clips, num_crops=num_crops, precision=precision),
     ]
-    if backend not in ("torch", "onnxruntime"):
-        raise ValueError(f"unknown backend {backend!r}; choose torch or onnxruntime")
-    if backend == "onnxruntime" or Path(run).suffix == ".onnx":
-        network, source, views = _onnx_backend(run, onnx, keys)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend in RUNTIMES or Path(run).suffix == ".onnx":
+        runtime = "onnxruntime" if backend == "torch" else backend
+        network, source, views = _onnx_backend(run, onnx, keys, runtime)
     else:
         network, source, views = _torch_backend(run, keys, device)
     prepare = VideoViews(source, views)
@@ -100,19 +104,17 @@ def _torch_backend(
 
 
 def _onnx_backend(
-    run: str | Path, onnx: str | Path | None, keys: Sequence[str]
+    run: str | Path, onnx: str | Path | None, keys: Sequence[str], runtime: str
 ) -> tuple[Network, Preprocessing, Views]:
-    """The exported file's network and metadata; the view keys apply to its views."""
+    """The exported file's network on ``runtime`` and its metadata; the view keys apply to its
+    views."""
     path = Path(run)
     if path.suffix != ".onnx":
         path = Path(onnx) if onnx is not None else path / "export" / "model.onnx"
-    exported = load_onnx(path)
-    stored = exported.views
-    base = [f"eval.num_clips={stored.num_clips}", f"eval.num_crops={stored.num_crops}"]
+    # the stored views are the defaults; the precision must be known before loading
+    stored = read_metadata(path).get("views", {})
+    base = [f"eval.num_clips={stored.get('num_clips', 1)}"]
+    base.append(f"eval.num_crops={stored.get('num_crops', 1)}")
     settings = inference_settings(load_config(None, [*base, *keys], checked=False))
-    if settings.dtype(torch.device("cpu")) is not None:
-        raise ValueError(
-            f"{settings.precision_key}={settings.precision}: the onnxruntime backend runs the "
-            "precision the file was exported in; autocast precisions are for --backend torch"
-        )
+    exported = load_onnx(path, runtime=runtime, dtype=settings.dtype(torch.device("cpu")))
     return exported.network, exported, settings.views

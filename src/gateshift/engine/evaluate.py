@@ -30,7 +30,7 @@ from gateshift.engine.scores import Scores, collect_scores
 from gateshift.inference.bundle import Bundle, load_bundle, load_bundle_config
 from gateshift.inference.device import resolve_device
 from gateshift.inference.network import Network, TorchNetwork
-from gateshift.inference.onnx_runtime import load_onnx
+from gateshift.inference.onnx_runtime import RUNTIMES, load_onnx
 from gateshift.inference.settings import Views, eval_overrides, inference_settings
 
 log = logging.getLogger(__name__)
@@ -61,18 +61,13 @@ def _split(cfg: Config, split: str, bundle: Bundle, views: Views, run: Path) -> 
 
 
 def _onnx_network(
-    run: Path, onnx: str | Path | None, bundle: Bundle, dtype: torch.dtype | None
+    run: Path, onnx: str | Path | None, bundle: Bundle, runtime: str, dtype: torch.dtype | None
 ) -> Network:
     """The run's exported file as the network, checked to be this run's model."""
     path = Path(onnx) if onnx is not None else run / "export" / "model.onnx"
-    exported = load_onnx(path)
+    exported = load_onnx(path, runtime=runtime, dtype=dtype)
     if exported.classes != bundle.classes or exported.num_segments != bundle.model.num_segments:
         raise ValueError(f"{path} holds another model than {run} (classes or segments differ)")
-    if dtype is not None:
-        raise ValueError(
-            "the onnxruntime backend runs the precision the file was exported in; autocast "
-            "precisions (eval.precision, train.precision) are for the torch backend"
-        )
     return exported.network
 
 
@@ -93,9 +88,9 @@ def evaluate_run(
     ``eval.num_crops`` and ``eval.precision`` (applied after ``overrides``); the precision
     (``auto``, ``fp32``, ``bf16``, ``fp16``) defaults to the run's ``train.precision``. The model
     runs in channels_last when the run's ``train.channels_last`` is set (as in predict).
-    ``backend="onnxruntime"`` scores with the exported file ``onnx`` (default
-    ``RUN/export/model.onnx``) instead, same data, views and metrics; results go to
-    ``RUN/eval/<split>_<clips>x<crops>_onnxruntime/``.
+    ``backend="onnxruntime"`` (or ``"openvino"``) scores with the exported file ``onnx``
+    (default ``RUN/export/model.onnx``) instead, same data, views and metrics; results go to
+    ``RUN/eval/<split>_<clips>x<crops>_<backend>/``.
     """
     run = Path(run)
     keys = eval_overrides(num_clips=num_clips, num_crops=num_crops, precision=precision)
@@ -116,10 +111,10 @@ def evaluate_run(
     )
     ctx = DistContext(rank=0, world_size=1, local_rank=0, device=dev)
     network: Network = TorchNetwork(bundle.model, dev, dtype)  # load_bundle: in eval mode
-    if backend == "onnxruntime":
-        network = _onnx_network(run, onnx, bundle, settings.dtype(torch.device("cpu")))
+    if backend in RUNTIMES:
+        network = _onnx_network(run, onnx, bundle, backend, settings.dtype(torch.device("cpu")))
     elif backend != "torch":
-        raise ValueError(f"unknown backend {backend!r}; choose torch or onnxruntime")
+        raise ValueError(f"unknown backend {backend!r}; choose torch, {', '.join(RUNTIMES)}")
     scores = collect_scores(network, loader, ctx=ctx, total=len(loader))
     for path, reason in dict(scores.bad).items():
         log.warning("skipped unreadable video %s: %s", path, reason)

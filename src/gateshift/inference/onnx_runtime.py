@@ -5,7 +5,8 @@ object written by :func:`gateshift.deploy.export.export_onnx`): label names per 
 spec, sampling spec, test views, model name, number of segments. :func:`load_onnx` reads it back
 into an :class:`ExportedModel`, so ``gateshift predict model.onnx clip.mp4`` needs the file
 alone. ONNX Runtime is imported lazily: it is an optional dependency (``pip install
-gateshift[export]``).
+gateshift[export]``). The same file also runs on OpenVINO (:mod:`.openvino_runtime`):
+``load_onnx(path, backend="openvino")``.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gateshift.inference.network import Network
 from gateshift.inference.settings import Views
 from gateshift.input_spec import InputSpec
 
 METADATA_KEY = "gateshift"
 METADATA_VERSION = 1
+#: the runtimes that run an exported file
+RUNTIMES = ("onnxruntime", "openvino")
 
 
 def import_onnxruntime() -> Any:
@@ -66,7 +70,7 @@ class ExportedModel:
     """An exported model and what came with it: the same fields predict reads from a bundle."""
 
     path: Path
-    network: OnnxNetwork
+    network: Network
     model_name: str
     num_segments: int
     classes: list[list[str]]
@@ -101,14 +105,44 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_onnx(path: str | Path, *, threads: int | None = None) -> ExportedModel:
-    """An exported model, ready to run, from the ``.onnx`` file alone."""
+def runtime_network(
+    path: str | Path,
+    runtime: str = "onnxruntime",
+    *,
+    threads: int | None = None,
+    dtype: torch.dtype | None = None,
+) -> Network:
+    """The file's network on ``runtime`` (one of :data:`RUNTIMES`). ``dtype`` (an autocast
+    precision) only OpenVINO takes (bf16); ONNX Runtime runs the precision the file holds."""
+    if runtime == "onnxruntime":
+        if dtype is not None:
+            raise ValueError(
+                "the onnxruntime backend runs the precision the file was exported in; autocast "
+                "precisions (eval.precision, train.precision) are for the torch and openvino "
+                "backends"
+            )
+        return OnnxNetwork(path, threads=threads)
+    if runtime == "openvino":
+        from gateshift.inference.openvino_runtime import OpenVinoNetwork
+
+        return OpenVinoNetwork(path, threads=threads, dtype=dtype)
+    raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+
+
+def load_onnx(
+    path: str | Path,
+    *,
+    threads: int | None = None,
+    runtime: str = "onnxruntime",
+    dtype: torch.dtype | None = None,
+) -> ExportedModel:
+    """An exported model, ready to run on ``runtime``, from the ``.onnx`` file alone."""
     path = Path(path)
     meta = read_metadata(path)
     try:
         exported = ExportedModel(
             path=path,
-            network=OnnxNetwork(path, threads=threads),
+            network=runtime_network(path, runtime, threads=threads, dtype=dtype),
             model_name=str(meta["model"]),
             num_segments=int(meta["num_segments"]),
             classes=[list(names) for names in meta["classes"]],
