@@ -18,7 +18,7 @@ last frame asked for; only the frames returned are converted to RGB, by one reus
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,8 +205,24 @@ class Decoder:
                 raise OffGridError
         return got
 
+    def iter_on_grid(self, want: Container[int]) -> Iterator[tuple[int, Any]]:
+        """Every frame from the start with its grid number, for one pass over a whole video
+        (with ``skip``, non-reference frames not in ``want`` are not decoded).
+        :class:`OffGridError` when the stream does not keep to its frame rate."""
+        if not self.meta.frames_per_pts or self.meta.t0 is None:
+            raise OffGridError
+        yield from self._frames(_Clock(self.meta.t0, self.meta.frames_per_pts), want)
+
+    def iter_counting(self) -> Iterator[tuple[int, Any]]:
+        """Every frame from the start, numbered by counting (any stream)."""
+        for packet in self._packets():
+            for frame in packet.decode():
+                self.frames_decoded += 1
+                self.last += 1
+                yield self.last, frame
+
     def _frames(
-        self, clock: _Clock, want: set[int], seek_to: int | None = None
+        self, clock: _Clock, want: Container[int], seek_to: int | None = None
     ) -> Iterator[tuple[int, Any]]:
         stream, ctx = self.stream, self.stream.codec_context
         if seek_to is not None:  # half a frame early so rounding never passes the target
