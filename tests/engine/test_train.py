@@ -30,6 +30,9 @@ def test_cli_train_two_steps_then_evaluate_and_predict(
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if x["kind"] == "train"] == [1, 2]
     assert (run / "bundle" / "model.safetensors").is_file()
+    # the training videos' typical clip, the time scale of `gateshift timeline`
+    clips = json.loads((run / "bundle" / "bundle.json").read_text())["clips"]
+    assert (clips["num_frames"], clips["fps"], clips["probed"]) == (8, 12.0, 22)
     assert (run / "checkpoints" / "step_0000002.pt").is_file()
     assert "train.max_steps: 2" not in (run / "config.yaml").read_text() or True
     assert load_config(run / "config.yaml").train.max_steps == 2  # resolved config saved

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from gateshift._version import __version__
 from gateshift.config import Config, to_dict, to_yaml
+from gateshift.data.clip_stats import typical_clip
 from gateshift.data.datasets import Batch
 from gateshift.engine import checkpoint as ckpt
 from gateshift.engine.build import build_model, model_kwargs
@@ -149,6 +150,11 @@ class Trainer:
         self.train_split = build_split(
             cfg, cfg.data.train_split, self.spec, train=True, annotations=train_ann
         )
+        # the training videos' typical length, the time scale of timelines (bundle "clips")
+        train_data = self.train_split.dataset
+        self.typical_clip = (
+            typical_clip(train_data.records, train_data.reader) if ctx.is_main else None
+        )
         self.val_split = (
             build_split(cfg, cfg.data.val_split, self.spec, train=False)
             if cfg.train.eval_every > 0
@@ -263,6 +269,7 @@ class Trainer:
                 "validated": validated,
                 "epoch": self.progress.epoch,
                 "step": self.progress.step,
+                "clips": self.typical_clip.to_dict() if self.typical_clip else None,
             },
         )
 
