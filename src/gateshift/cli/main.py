@@ -20,6 +20,7 @@ from gateshift.cli import (
     models_cmd,
     predict_cmd,
     profile_cmd,
+    timeline_cmd,
     train_cmd,
 )
 
@@ -33,6 +34,7 @@ SUBCOMMANDS = (
     evaluate_cmd,
     ensemble_cmd,
     predict_cmd,
+    timeline_cmd,
     export_cmd,
     bench_cmd,
 )
