@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from gateshift.data.synthetic import CLASSES, generate
+from gateshift.data.synthetic_long import generate_long
 
 
 def register(sub: Any) -> None:
@@ -31,6 +32,14 @@ def register(sub: Any) -> None:
     p.add_argument("--val-per-class", type=int, help="val videos per class (default: a quarter)")
     p.add_argument("--size", type=int, default=64, help="frame side in pixels, even (default 64)")
     p.add_argument("--frames", type=int, default=16, help="frames per video (default 16)")
+    p.add_argument(
+        "--long",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also write N long videos of several actions in turn under OUT/long/, each with "
+        "its true timeline (<name>.timeline.json, seconds) for `gateshift timeline --truth`",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing dataset in OUT")
     p.set_defaults(handler=run)
 
@@ -50,4 +59,14 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {counts} videos of {len(CLASSES)} classes ({args.size}x{args.size}, "
         f"{args.frames} frames) to {summary.root} in {summary.seconds:.1f} s"
     )
+    if args.long:
+        videos = generate_long(
+            args.out,
+            args.long,
+            seed=args.seed,
+            size=args.size,
+            num_frames=args.frames,
+            force=args.force,
+        )
+        print(f"wrote {len(videos)} long videos with their timelines to {videos[0].parent}")
     return 0

@@ -175,11 +175,16 @@ def draw_scene(rng: np.random.Generator, size: int) -> tuple[Scene, Appearance]:
         orientation=float(rng.uniform(0, np.pi)),
         colours=_draw_colours(rng, background),
     )
+    return draw_geometry(rng), appearance
+
+
+def draw_geometry(rng: np.random.Generator) -> Scene:
+    """The class-independent geometry and motion magnitudes of one clip."""
     values = rng.uniform(
         [0.15, 0, 0, 0, 0.35, np.radians(220), 2.0, 1.2],
         [0.22, 1, 1, 2 * np.pi, 0.55, np.radians(320), 2.8, 1.6],
     )
-    return Scene(*(float(v) for v in values)), appearance
+    return Scene(*(float(v) for v in values))
 
 
 def trajectory(class_name: str, scene: Scene, size: int, num_frames: int) -> Trajectory:
