@@ -6,12 +6,13 @@ in four windows). A cell takes the most likely class of the most confident windo
 (the one with the highest top-1 probability; between windows further apart than their length,
 each half of the gap goes to the window next to it). Why not the window centred on it:
 a window that straddles a change of action sees half of each and is unsure, often wrong, while a
-window inside one action is sure; on the embedded dataset's long videos the centred window gets
-0.65 of the frames right, the most confident covering window 0.87, the mean of the covering
-X. A *segment* is a maximal run of consecutive cells
-with the same class; its score is the mean of its cells' probabilities, weighted by their
-length. Cells tile the video from 0 to its end, so segments do too, and the label of any instant
-is the label of the segment holding it.
+window inside one action is sure. On the embedded dataset's long videos (``gateshift data
+synthetic --long``, the demo's GSM) the centred window got 0.65 of the frames right, the mean
+of the covering windows' probabilities 0.81, the most confident covering window 0.87.
+
+A *segment* is a maximal run of consecutive cells with the same class; its score is the mean of
+its cells' probabilities, weighted by their length. Cells tile the video from 0 to its end, so
+segments do too, and the label of any instant is the label of the segment holding it.
 
 :class:`SegmentBuilder` works online: a cell is final once a window starting at or after its end
 has come in (no later window can cover it), a segment once a cell of another class follows, so a
