@@ -49,6 +49,9 @@ class OnnxNetwork:
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         ort = import_onnxruntime()
         options = ort.SessionOptions()
+        # idle worker threads sleep instead of spinning: predict decodes video between runs, and
+        # spinning threads would take those cores from the decoder (and from other runtimes)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         try:
