@@ -135,6 +135,8 @@ def test_a_run_exports_to_int8_and_predicts_on_every_backend(
             assert name == want and abs(p - q) < 1e-4
     assert main(["predict", str(out), video, "--json"]) == 0  # the int8 file alone
     assert json.loads(capsys.readouterr().out)[0]["top"][0][0][0] in {t[0] for t in tops["torch"]}
+    assert main(["predict", str(out), video, "--backend", "openvino"]) == 2  # not faithful there
+    assert "int8 export, which OpenVINO does not run faithfully" in capsys.readouterr().err
     metrics = tmp_path / "ov.json"
     assert main(["evaluate", str(run), "--backend", "openvino", "--json", str(metrics)]) == 0
     assert (run / "eval" / "val_1x1_openvino" / "metrics.json").is_file()
