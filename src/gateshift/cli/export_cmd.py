@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
             "error and leaves no file. --precision fp16 (for GPUs) and int8 (static QDQ "
             "quantisation calibrated on the training split; fast on CPUs with VNNI/AMX) are "
             "derived from the checked fp32 graph and compared with the PyTorch fp32 model "
-            "(default: at least 98 %% top-1 agreement; fp16 also max relative error 1e-2). Needs "
+            "(default: at least 98% top-1 agreement; fp16 also max relative error 1e-2). Needs "
             "`pip install 'gateshift[export]'`."
         ),
     )
