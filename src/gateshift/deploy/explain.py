@@ -196,12 +196,13 @@ def write_pictures(
         files |= {"gates": "gates.png", "routing": "routing.png"}
     animation = []
     for step in range(len(frames)):
-        tiles: list[tuple[str, np.ndarray]] = [(f"frame {step}", frames[step])]
-        tiles += [(label[:10], row[step]) for label, row in cam_rows[1:]]
-        tiles += [
+        head = [(f"frame {step}", frames[step])]
+        head += [(label.split(":")[0], row[step]) for label, row in cam_rows[1:]]
+        # module i of explain.json's routing list: its backward and forward planes side by side
+        planes = [
             (f"{i // 2} {label[-3:]}", row[step]) for i, (label, row) in enumerate(gate_rows[1:])
         ]
-        animation.append(plots.mosaic(tiles, size, columns=min(len(tiles), 8)))
+        animation.append(plots.mosaic([head, planes], size, columns=8 if planes else len(head)))
     plots.save_gif(folder / "explain.gif", animation)
     files["animation"] = "explain.gif"
     return files

@@ -66,15 +66,21 @@ def grid_image(rows: Sequence[tuple[str, Sequence[np.ndarray]]], size: int) -> n
     return np.asarray(canvas)
 
 
-def mosaic(tiles: Sequence[tuple[str, np.ndarray]], size: int, columns: int) -> np.ndarray:
-    """Captioned tiles wrapped into ``columns`` columns (one GIF frame)."""
+def mosaic(
+    groups: Sequence[Sequence[tuple[str, np.ndarray]]], size: int, columns: int
+) -> np.ndarray:
+    """Captioned tiles, each group starting a new row and wrapping at ``columns`` (a GIF frame)."""
     from PIL import Image, ImageDraw
 
-    rows = -(-len(tiles) // columns)
-    canvas = Image.new("RGB", (columns * size, rows * size), "white")
+    places = []
+    row = 0
+    for group in groups:
+        places += [(row + i // columns, i % columns, tile) for i, tile in enumerate(group)]
+        row += -(-len(group) // columns)
+    canvas = Image.new("RGB", (columns * size, row * size), "white")
     draw = ImageDraw.Draw(canvas)
-    for i, (caption, tile) in enumerate(tiles):
-        x, y = (i % columns) * size, (i // columns) * size
+    for r, c, (caption, tile) in places:
+        x, y = c * size, r * size
         canvas.paste(Image.fromarray(_tile(tile, size)), (x, y))
         draw.rectangle((x, y, x + 6 * len(caption) + 4, y + 12), fill="black")
         draw.text((x + 2, y), caption, fill="white")
