@@ -221,3 +221,13 @@ def test_cli_on_tsn_draws_grad_cam_and_says_there_are_no_gates(
     assert not (out / "gates.png").exists()
     with pytest.raises(ValueError, match="unknown label"):
         _explain([str(run), str(_video(tiny_synthetic)), "--out", str(out), "--target", "nope"])
+
+
+def test_gateshift_command_has_explain_and_diagnose() -> None:
+    from gateshift.cli import diagnose_cmd
+    from gateshift.cli.main import build_parser
+
+    args = build_parser().parse_args(["explain", "r", "v", "--out", "d", "--target", "x"])
+    assert args.handler is explain_cmd.run and args.target == "x"
+    args = build_parser().parse_args(["diagnose", "r", "eval.split=val", "--json", "f"])
+    assert args.handler is diagnose_cmd.run and args.overrides == ["eval.split=val"]
