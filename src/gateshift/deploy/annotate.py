@@ -44,7 +44,8 @@ class Annotator:
         self._stream.options = {"crf": "20", "preset": "veryfast"}
         self._queue: deque[tuple[int, Any]] = deque()
         self._cells: deque[Cell] = deque()
-        self._font = ImageFont.load_default(size=max(8, height // 18))
+        self._font_size = max(8, height // 18)
+        self._fonts: dict[str, Any] = {}  # label -> font that fits it in the frame's width
         self.frames_written = 0
         self.max_queued = 0
 
@@ -74,11 +75,12 @@ class Annotator:
         w, h = image.size
         pad = max(2, h // 60)
         text = f"{cell.label} {100 * cell.prob:.0f}%"
-        _, _, right, bottom = draw.textbbox((pad, pad), text, font=self._font)
+        font = self._font(draw, cell.label, w - 2 * pad)
+        _, _, right, bottom = draw.textbbox((pad, pad), text, font=font)
         bar_h = max(2, h // 40)
         band_w = min(w, max(right + pad, w // 3))
         draw.rectangle((0, 0, band_w, bottom + 2 * pad + bar_h), fill=(0, 0, 0, 150))
-        draw.text((pad, pad), text, font=self._font, fill=(255, 255, 255, 255))
+        draw.text((pad, pad), text, font=font, fill=(255, 255, 255, 255))
         bar_top = bottom + pad
         bar_w = round((band_w - 2 * pad) * min(max(cell.prob, 0.0), 1.0))
         draw.rectangle((pad, bar_top, pad + bar_w, bar_top + bar_h), fill=(*BAR_COLOUR, 255))
@@ -86,6 +88,19 @@ class Annotator:
         for packet in self._stream.encode(out):
             self._container.mux(packet)
         self.frames_written += 1
+
+    def _font(self, draw: ImageDraw.ImageDraw, label: str, width: int) -> Any:
+        """The default font at a size that fits ``label`` and a percentage in ``width`` pixels
+        (never below 8 px: on tiny videos the end of a long label is cut)."""
+        if label not in self._fonts:
+            size = self._font_size
+            font = ImageFont.load_default(size=size)
+            length = draw.textlength(f"{label} 100%", font=font)
+            if length > width:
+                size = max(8, int(size * width / length))
+                font = ImageFont.load_default(size=size)
+            self._fonts[label] = font
+        return self._fonts[label]
 
     def close(self, last: Cell | None = None) -> None:
         """Write the queued frames (with ``last`` when no cell covers them) and finish the file."""
