@@ -81,6 +81,7 @@ def explain_clip(
 ) -> Explanation:
     """Gates and Grad-CAM of one clip ``(1, T, C, H, W)``; Grad-CAM of every label set's top-1
     and of ``target``."""
+    asked = None if target is None else Target(target, find_label(classes, target), "target")
     with (
         torch.enable_grad(),
         capture_gates(model) as gates,
@@ -93,8 +94,8 @@ def explain_clip(
         best = int(head.argmax())
         targets.append(Target(names[best], offset + best, "predicted"))
         offset += len(names)
-    if target is not None:
-        targets.append(Target(target, find_label(classes, target), "target"))
+    if asked is not None:
+        targets.append(asked)
     size = (int(clip.shape[-2]), int(clip.shape[-1]))
     cams = {t.index: grad_cam(features[-1], logits[0, t.index], size) for t in targets}
     return Explanation(logits[0].detach(), targets, cams, list(gates))
