@@ -17,8 +17,9 @@ def register(sub: Any) -> None:
         help="label a long video over time (sliding windows merged into segments)",
         description=(
             "Slide a window over VIDEO, classify each window as `gateshift predict` classifies a "
-            "clip (the run's test sampling, views and precision), and merge consecutive windows "
-            "with the same class into segments. The video is decoded once, front to back; memory "
+            "clip (the run's test sampling, views and precision); each stretch between window "
+            "edges takes the class of the most confident window covering it, and stretches of "
+            "one class form a segment. The video is decoded once, front to back; memory "
             "follows the window, not the video. The window defaults to the run's typical "
             "training clip (the median duration of its training videos; with dense sampling, "
             "the span of a training clip), the stride to a quarter of the window. Prints the "
