@@ -19,6 +19,7 @@ from gateshift.data.sampling import SegmentSampler
 from gateshift.data.stream import VideoStream
 from gateshift.data.synthetic import write_mp4
 from gateshift.deploy import timeline as timeline_module
+from gateshift.deploy.annotate import Annotator
 from gateshift.deploy.predict import predict
 from gateshift.deploy.segments import Segment, SegmentBuilder, WindowResult, merge_windows
 from gateshift.deploy.timeline import timeline
@@ -126,6 +127,14 @@ def test_video_is_decoded_once_and_holds_only_window_frames(
         streams.append(real_stream(*args, **kw))  # type: ignore[arg-type]
         return streams[-1]
 
+    annotators: list[Annotator] = []
+    real_annotator = timeline_module.Annotator
+
+    def spy_annotator(*args: object, **kw: object) -> Annotator:
+        annotators.append(real_annotator(*args, **kw))  # type: ignore[arg-type]
+        return annotators[-1]
+
+    monkeypatch.setattr(timeline_module, "Annotator", spy_annotator)
     monkeypatch.setattr(timeline_module, "WindowAssembler", spy_assembler)
     monkeypatch.setattr(timeline_module, "VideoStream", spy_stream)
     result = timeline(run, tmp_path / "v.mp4", annotate=tmp_path / "a.mp4")
@@ -133,6 +142,8 @@ def test_video_is_decoded_once_and_holds_only_window_frames(
     assert streams[0].frames_decoded == 96  # one pass over the file
     # 1 s windows every 0.25 s sample 4 frames each: at most 5 windows' frames at a time
     assert 0 < seen[0].max_held <= 5 * 4
+    # source frames wait for their label: a window, plus a batch of 4 windows and 2 strides
+    assert annotators[0].frames_written == 96 and annotators[0].max_queued <= 12 + 6 * 3
 
 
 # ---------------------------------------------------------------- classification and defaults
