@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ from gateshift.data.annotations import load_annotations
 from gateshift.data.clip_stats import TypicalClip, typical_clip
 from gateshift.data.readers import VideoFileReader, make_reader
 from gateshift.data.records import BadVideoError, VideoRecord
-from gateshift.data.stream import VideoStream
+from gateshift.data.stream import VideoStream, read_ahead
 
 from .media import pattern, write_video
 
@@ -66,3 +68,33 @@ def test_typical_clip_of_a_split(tiny_synthetic: Path) -> None:
     assert TypicalClip.from_dict(clip.to_dict()) == clip
     broken = [VideoRecord(tiny_synthetic / "missing.mp4", (0,))]
     assert typical_clip(broken, make_reader(data)) is None  # unreadable: left out, not guessed
+
+
+def test_read_ahead_hands_over_in_order_raises_in_order_and_stops_when_closed() -> None:
+    def numbers(fail_at: int | None = None) -> Iterator[int]:
+        for i in range(50):
+            if i == fail_at:
+                raise BadVideoError("v.mp4", "corrupt: damaged")
+            yield i
+
+    assert list(read_ahead(numbers(), 4)) == list(range(50))
+    got = []
+    with pytest.raises(BadVideoError, match="damaged"):
+        for i in read_ahead(numbers(fail_at=7), 4):
+            got.append(i)
+    assert got == list(range(7))  # everything before the error arrives first
+    closed = threading.Event()
+
+    def endless() -> Iterator[int]:
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    ahead = read_ahead(endless(), 2)
+    assert [next(ahead) for _ in range(3)] == [0, 1, 2]
+    ahead.close()  # the producer thread stops and closes its source
+    assert closed.wait(5)

@@ -22,7 +22,7 @@ from gateshift.deploy import timeline as timeline_module
 from gateshift.deploy.annotate import Annotator
 from gateshift.deploy.predict import predict
 from gateshift.deploy.segments import Segment, SegmentBuilder, WindowResult, merge_windows
-from gateshift.deploy.timeline import timeline
+from gateshift.deploy.timeline import split_threads, timeline
 from gateshift.deploy.timeline_io import Timeline, output_format, render, srt_time
 from gateshift.deploy.timeline_truth import match_segments, read_truth, score_timeline
 from gateshift.deploy.windows import WindowAssembler, WindowPlan
@@ -147,6 +147,14 @@ def test_video_is_decoded_once_and_holds_only_window_frames(
 
 
 # ---------------------------------------------------------------- classification and defaults
+
+
+def test_decoding_and_the_network_get_their_own_cores(run: Path, long_video: Path) -> None:
+    assert split_threads(1) == (1, 1) and split_threads(2) == (1, 1)
+    assert split_threads(4) == (1, 3) and split_threads(16) == (4, 12)
+    before = torch.get_num_threads()
+    timeline(run, long_video, threads=1)
+    assert torch.get_num_threads() == before  # restored
 
 
 def test_defaults_come_from_the_bundle_and_a_whole_video_window_is_predict(

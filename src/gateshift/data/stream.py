@@ -12,16 +12,22 @@ time grid, so a wanted-frame list lets H.264 non-reference frames nobody wants g
 A stream whose timestamps leave the grid is decoded again from the start, numbered by
 counting, and the frames already handed over are not handed over again. Only wanted frames
 need converting to RGB (:meth:`VideoStream.rgb`), by one reused swscale context.
+
+:func:`read_ahead` runs the decoding in a thread of its own (FFmpeg releases the GIL), a bounded
+number of frames ahead of the consumer, so decoding and the network overlap on different cores
+instead of competing for the same ones.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import av.error
 import numpy as np
@@ -32,6 +38,9 @@ from gateshift.data import _pyav
 from gateshift.data.records import BadVideoError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_END = object()
 
 
 class _Upcoming:
@@ -159,3 +168,52 @@ class VideoStream:
 def _default_threads() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(4, cores or 1))
+
+
+class _Producer(threading.Thread):
+    """Puts ``(item, None)`` from ``items``, then ``(_END, error or None)``, into ``out``."""
+
+    def __init__(self, items: Iterator[Any], out: queue.Queue[Any]) -> None:
+        super().__init__(name="gateshift-decode", daemon=True)
+        self.items, self.out, self.stop = items, out, threading.Event()
+
+    def _put(self, entry: tuple[Any, BaseException | None]) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.out.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(self) -> None:
+        try:
+            for item in self.items:
+                if not self._put((item, None)):
+                    return
+            self._put((_END, None))
+        except BaseException as err:  # handed to the consumer
+            self._put((_END, err))
+        finally:
+            close = getattr(self.items, "close", None)
+            if close is not None:
+                close()
+
+
+def read_ahead(items: Iterator[T], size: int) -> Iterator[T]:
+    """``items`` produced by a background thread at most ``size`` ahead; its exceptions are
+    raised here, in order, and closing this generator stops the thread (and closes ``items``)."""
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=max(1, size))
+    worker = _Producer(items, ahead)
+    worker.start()
+    try:
+        while True:
+            item, err = ahead.get()
+            if item is _END:
+                if err is not None:
+                    raise err
+                return
+            yield item
+    finally:
+        worker.stop.set()
+        worker.join()
