@@ -31,8 +31,8 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -179,8 +179,8 @@ class _Runner:
         self.stream, self.plan, self.classify, self.result = stream, plan, classify, result
         self.out, self.annotator, self.progress = out, annotator, progress
         self.batch_size = max(1, batch_size)
-        size = classify.views.transform.resize_size
-        self.assembler = WindowAssembler(plan, keep=lambda f: resize_short_side(f[None], size)[0])
+        self.size = classify.views.transform.resize_size
+        self.assembler = WindowAssembler(plan)
         self.builder = SegmentBuilder()
         self.pending: list[tuple[Window, Tensor]] = []
         self.saved_at = time.monotonic()
@@ -197,10 +197,27 @@ class _Runner:
                 self.annotator.close()
         return self.result
 
+    def _decoded(self) -> Iterator[tuple[int, Any, Tensor | None]]:
+        """``(number, frame, the sampled frame's pixels or None)`` in a thread of its own: the
+        pixels (RGB at the network's short side) are made there too, next to the network."""
+        if self.annotator is None:  # only the frames windows sample
+            for number, frame in self.stream.frames(self.plan.wanted()):
+                yield number, frame, self._pixels(frame)
+            return
+        wanted = self.plan.wanted()
+        target = next(wanted, None)
+        for number, frame in self.stream.frames():  # every frame, to write the copy
+            while target is not None and target < number:
+                target = next(wanted, None)
+            yield number, frame, self._pixels(frame) if number == target else None
+
+    def _pixels(self, frame: Any) -> Tensor:
+        return resize_short_side(self.stream.rgb(frame)[None], self.size)[0]
+
     def _decode(self) -> None:
-        wanted = None if self.annotator is not None else self.plan.wanted()
-        for number, frame in read_ahead(self.stream.frames(wanted), READ_AHEAD):
-            self.pending += self.assembler.push(number, partial(self.stream.rgb, frame))
+        for number, frame, pixels in read_ahead(self._decoded(), READ_AHEAD):
+            if pixels is not None:
+                self.pending += self.assembler.push(number, pixels)
             if len(self.pending) >= self.batch_size:
                 self._classify()
             if self.annotator is not None:
