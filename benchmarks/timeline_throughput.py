@@ -23,6 +23,7 @@ bf16 autocast. Numbers depend on the machine and how busy it is: run on a quiet 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import asdict
 from fractions import Fraction
@@ -125,7 +126,8 @@ def main() -> None:
         f"| decode ({frames} frames: RGB + resize) | {decode_s:.1f} | {duration / decode_s:.1f} |"
     )
     print(f"| timeline ({args.precision}) | {total_s:.1f} | {duration / total_s:.1f} |")
-    print(f"decoding: {100 * decode_s / total_s:.0f}% of the timeline's time")
+    print(f"decoding alone: {100 * decode_s / total_s:.0f}% of the timeline's wall time")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":
