@@ -150,7 +150,7 @@ def test_video_is_decoded_once_and_holds_only_window_frames(
 
 
 def test_decoding_and_the_network_get_their_own_cores(run: Path, long_video: Path) -> None:
-    assert split_threads(1) == (1, 1) and split_threads(2) == (1, 1)
+    assert split_threads(1) == (1, 1) and split_threads(2) == (1, 2)
     assert split_threads(4) == (1, 3) and split_threads(16) == (4, 12)
     before = torch.get_num_threads()
     timeline(run, long_video, threads=1)
