@@ -181,6 +181,18 @@ def test_window_defaults_follow_the_training_clips(
     assert result.window_s == pytest.approx(8 / 12) and result.stride_s == 0.5
 
 
+def test_dense_runs_default_to_a_training_clip_span_and_unknown_scales_ask_for_window(
+    tiny_synthetic: Path, long_video: Path, tmp_path: Path
+) -> None:
+    dense, _ = make_run(tmp_path, tiny_synthetic, ["data.sampling=dense", "data.frame_interval=2"])
+    result = timeline(dense, long_video)
+    assert result.window_s == pytest.approx(7 / 12)  # (4 - 1) * 2 + 1 frames at 12 fps
+    older, _ = make_run(tmp_path, tiny_synthetic, name="older")
+    with pytest.raises(ValueError, match=r"cannot be read: pass --window SECONDS"):
+        timeline(older, long_video, overrides=["data.root=/nonexistent"])
+    assert timeline(older, long_video, window_s=2.0, overrides=["data.root=/x"]).window_s == 2.0
+
+
 # ---------------------------------------------------------------- segments
 
 
