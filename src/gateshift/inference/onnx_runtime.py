@@ -114,9 +114,12 @@ def runtime_network(
     *,
     threads: int | None = None,
     dtype: torch.dtype | None = None,
+    precision: str | None = None,
 ) -> Network:
     """The file's network on ``runtime`` (one of :data:`RUNTIMES`). ``dtype`` (an autocast
-    precision) only OpenVINO takes (bf16); ONNX Runtime runs the precision the file holds."""
+    precision) only OpenVINO takes (bf16); ONNX Runtime runs the precision the file holds.
+    ``precision`` is the file's stored precision when the caller has read its metadata already
+    (else it is read here, for OpenVINO, which refuses int8 files)."""
     if runtime == "onnxruntime":
         if dtype is not None:
             raise ValueError(
@@ -128,7 +131,7 @@ def runtime_network(
     if runtime == "openvino":
         from gateshift.inference.openvino_runtime import OpenVinoNetwork
 
-        if _stored_precision(path) == "int8":
+        if (precision or _stored_precision(path)) == "int8":
             raise ValueError(
                 f"{path} is an int8 export, which OpenVINO does not run faithfully (on the demo "
                 "run it agreed with PyTorch on 36% of the top-1 classes, ONNX Runtime on 100%): "
@@ -161,7 +164,14 @@ def load_onnx(
     try:
         exported = ExportedModel(
             path=path,
-            network=runtime_network(path, runtime, threads=threads, dtype=dtype),
+            # the metadata is read once: the runtime is told the stored precision
+            network=runtime_network(
+                path,
+                runtime,
+                threads=threads,
+                dtype=dtype,
+                precision=str(meta.get("precision", "fp32")),
+            ),
             model_name=str(meta["model"]),
             num_segments=int(meta["num_segments"]),
             classes=[list(names) for names in meta["classes"]],
