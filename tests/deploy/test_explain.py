@@ -9,12 +9,15 @@ import math
 from functools import partial
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
 from gateshift.cli import explain_cmd
+from gateshift.deploy.explain_plots import LEGEND_HEIGHT
 from gateshift.deploy.gates import BACKWARD, FORWARD, capture_gates, gated_modules
 from gateshift.deploy.gradcam import feature_layer, grad_cams
 from gateshift.inference.bundle import load_bundle, save_bundle
@@ -186,7 +189,7 @@ def test_cli_writes_gates_routing_grad_cam_and_json(
     assert _explain([str(run), str(video), "--out", str(out), "--target", "moving_right"]) == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "explain.json").read_text())
-    for name in ("gates.png", "routing.png", "gradcam.png", "explain.gif"):
+    for name in ("gates.png", "routing.png", "gradcam.png", "explain.gif", "explain.mp4"):
         assert (out / name).stat().st_size > 0
     clip = VideoViews(bundle, Views())(video)
     assert isinstance(clip, Tensor)
@@ -203,9 +206,29 @@ def test_cli_writes_gates_routing_grad_cam_and_json(
         assert row["mean_gate_forward"] == pytest.approx(math.tanh(1.0), abs=1e-6)
         assert row["forward"] + row["backward"] > 0.5  # gates 0.46 and 0.76 on equal halves
     with Image.open(out / "gates.png") as grid:  # frames row + 2 planes x 8 modules, 4 frames
-        assert grid.size == (120 + 4 * 64, (1 + 16) * 64)
+        assert grid.size == (120 + 4 * 64, (1 + 16) * 64 + LEGEND_HEIGHT)
+        _assert_legend(np.asarray(grid.convert("RGB")), (1 + 16) * 64, "inferno")
+    with Image.open(out / "gradcam.png") as grid:  # frames row, predicted, target
+        _assert_legend(np.asarray(grid.convert("RGB")), 3 * 64, "jet")
     with Image.open(out / "explain.gif") as gif:
         assert gif.n_frames == T
+        first = np.asarray(gif.convert("RGB"))
+    with av.open(str(out / "explain.mp4")) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name in ("h264", "mpeg4")
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    assert len(decoded) == T == report["num_segments"]  # one MP4 frame per clip frame
+    assert decoded[0].shape == first.shape  # the GIF's first frame, same size
+    assert np.abs(decoded[0].astype(int) - first).mean() < 12  # and the same picture (lossy)
+
+
+def _assert_legend(grid: np.ndarray, top: int, cmap: str) -> None:
+    """Below the tiles, a bar running through ``cmap`` from 0 (left) to 1 (right)."""
+    from matplotlib import colormaps
+
+    row = grid[top + 12, 120:-8].astype(float)  # the bar's middle row
+    want = colormaps[cmap](np.linspace(0, 1, row.shape[0]))[:, :3] * 255
+    assert np.abs(row - want).max() <= 1.0
 
 
 def test_cli_on_tsn_draws_grad_cam_and_says_there_are_no_gates(
@@ -218,6 +241,7 @@ def test_cli_on_tsn_draws_grad_cam_and_says_there_are_no_gates(
     assert not report["has_gates"] and report["routing"] == []
     assert "no GSM/GSF gates" in report["note"]
     assert (out / "gradcam.png").is_file() and (out / "explain.gif").is_file()
+    assert (out / "explain.mp4").is_file() and report["files"]["video"] == "explain.mp4"
     assert not (out / "gates.png").exists()
     with pytest.raises(ValueError, match="unknown label"):
         _explain([str(run), str(_video(tiny_synthetic)), "--out", str(out), "--target", "nope"])

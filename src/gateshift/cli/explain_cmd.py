@@ -15,8 +15,9 @@ def register(sub: Any) -> None:
             "write to DIR: gates.png (every GSM/GSF module's backward and forward gate over the "
             "frames), routing.png (share of features sent forward, backward and kept per "
             "module), gradcam.png (Grad-CAM of the predicted class and of --target), "
-            "explain.gif (all of it frame by frame) and explain.json. TSN/TSM runs have no "
-            "gates: Grad-CAM only."
+            "explain.gif and explain.mp4 (all of it frame by frame) and explain.json. The grids "
+            "carry a colour bar saying what 0 and 1 mean. TSN/TSM runs have no gates: Grad-CAM "
+            "only."
         ),
     )
     p.add_argument("run", help="run folder (out_dir of `gateshift train`)")

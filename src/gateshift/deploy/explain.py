@@ -10,7 +10,8 @@ backbone's last features kept for Grad-CAM (:mod:`.gradcam`). Written to the out
 - ``routing.png``: per module the share of the feature magnitude sent forward, sent backward
   and kept (defined exactly in :mod:`.gates`);
 - ``gradcam.png``: Grad-CAM of the predicted class (of each label set) and of ``target``;
-- ``explain.gif``: per frame, the frame, its Grad-CAM maps and every gate plane;
+- ``explain.gif`` and ``explain.mp4`` (the same frames): per frame, the frame, its Grad-CAM
+  maps and every gate plane;
 - ``explain.json``: the prediction of this view, the Grad-CAM targets, the routing shares per
   module and the files. TSN and TSM models have no gates: they get Grad-CAM and a note.
 """
@@ -18,6 +19,7 @@ backbone's last features kept for Grad-CAM (:mod:`.gradcam`). Written to the out
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from gateshift.data.datasets import BadItem
 from gateshift.deploy import explain_plots as plots
 from gateshift.deploy.gates import BACKWARD, FORWARD, ModuleGates, capture_gates
 from gateshift.deploy.gradcam import capture_features, grad_cam
-from gateshift.inference.bundle import load_bundle
+from gateshift.inference.bundle import Bundle, load_bundle
 from gateshift.inference.device import resolve_device
 from gateshift.inference.preprocess import VideoViews
 from gateshift.inference.scoring import top_classes
@@ -114,15 +116,37 @@ def explain(
     content of ``explain.json``."""
     dev = resolve_device(device, what="device")
     bundle = load_bundle(run, device=dev, channels_last=False)
+    return explain_bundle(bundle, video, out, target=target, top_k=top_k)
+
+
+def explain_bundle(
+    bundle: Bundle,
+    video: str | Path,
+    out: str | Path,
+    *,
+    target: str | None = None,
+    top_k: int = 5,
+    animation: bool = True,
+    lock: AbstractContextManager[Any] | None = None,
+) -> dict[str, Any]:
+    """:func:`explain` with a bundle already loaded (``gateshift serve`` loads it once).
+
+    ``animation=False`` skips the GIF and MP4. ``lock`` is held around the model's forward and
+    backward pass: the capture hooks are on the model itself, so no other call may run it then.
+    """
+    if target is not None:
+        find_label(bundle.classes, target)  # an unknown label fails before any work
     clips = VideoViews(bundle, Views(num_clips=1, num_crops=1))(video)
     if isinstance(clips, BadItem):
         raise ValueError(f"cannot read {video}: {clips.reason}")
+    dev = next(bundle.model.parameters()).device
     clip = clips[:1].to(dev)  # (1, T, C, H, W): the first clip, first crop
-    result = explain_clip(bundle.model, clip, bundle.classes, target=target)
+    with lock if lock is not None else nullcontext():
+        result = explain_clip(bundle.model, clip, bundle.classes, target=target)
     frames = plots.display_frames(clip[0], bundle.input_spec)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    files = write_pictures(folder, result, frames, title=bundle.model.name)
+    files = write_pictures(folder, result, frames, title=bundle.model.name, animation=animation)
     report = _report(bundle.model, str(video), result, bundle.classes, top_k) | {"files": files}
     (folder / "explain.json").write_text(json.dumps(report, indent=2))
     return report
@@ -167,9 +191,9 @@ def _report(
 
 
 def write_pictures(
-    folder: Path, result: Explanation, frames: np.ndarray, *, title: str
+    folder: Path, result: Explanation, frames: np.ndarray, *, title: str, animation: bool = True
 ) -> dict[str, str]:
-    """The PNGs and the GIF; returns {kind: file name}."""
+    """The PNGs (grids with a colour legend), the GIF and the MP4; returns {kind: file name}."""
     size = plots.tile_size(frames.shape[1])
     files = {}
     cam_rows: list[tuple[str, list[np.ndarray]]] = [("frames", list(frames))]
@@ -181,7 +205,7 @@ def write_pictures(
                 [plots.overlay(f, c, cmap="jet") for f, c in zip(frames, cam, strict=True)],
             )
         )
-    plots.save_png(folder / "gradcam.png", plots.grid_image(cam_rows, size))
+    plots.save_png(folder / "gradcam.png", plots.grid_image(cam_rows, size, plots.CAM_LEGEND))
     files["gradcam"] = "gradcam.png"
     gate_rows = [("frames", list(frames))]
     for g in result.gates:
@@ -190,11 +214,23 @@ def write_pictures(
             maps = [plots.overlay(f, h) for f, h in zip(frames, heat, strict=True)]
             gate_rows.append((f"{short_name(g.name)} {word}"[-20:], maps))
     if result.gates:
-        plots.save_png(folder / "gates.png", plots.grid_image(gate_rows, size))
+        plots.save_png(folder / "gates.png", plots.grid_image(gate_rows, size, plots.GATE_LEGEND))
         names = [short_name(g.name) for g in result.gates]
         shares = [(s.forward, s.backward, s.kept) for s in (g.shares() for g in result.gates)]
         plots.plot_routing(folder / "routing.png", names, shares, title=f"{title}: routing")
         files |= {"gates": "gates.png", "routing": "routing.png"}
+    if animation:
+        files |= _write_animation(folder, frames, cam_rows, gate_rows, size)
+    return files
+
+
+def _write_animation(
+    folder: Path,
+    frames: np.ndarray,
+    cam_rows: list[tuple[str, list[np.ndarray]]],
+    gate_rows: list[tuple[str, list[np.ndarray]]],
+    size: int,
+) -> dict[str, str]:
     animation = []
     for step in range(len(frames)):
         head = [(f"frame {step}", frames[step])]
@@ -205,5 +241,5 @@ def write_pictures(
         ]
         animation.append(plots.mosaic([head, planes], size, columns=8 if planes else len(head)))
     plots.save_gif(folder / "explain.gif", animation)
-    files["animation"] = "explain.gif"
-    return files
+    plots.save_mp4(folder / "explain.mp4", animation)
+    return {"animation": "explain.gif", "video": "explain.mp4"}

@@ -1,7 +1,9 @@
 """Pictures of an explanation: heatmaps over frames, tile grids, an animated GIF, bar charts.
 
 Tiles are drawn with numpy and Pillow (a grid of 16 modules x 2 planes x 8 frames would take
-matplotlib seconds); matplotlib draws only the charts and lends its colour maps. Heatmaps are
+matplotlib seconds); matplotlib draws only the charts and lends its colour maps. Grids carry a
+colour bar saying what 0 and 1 mean; the animation is written as a GIF (Pillow) and as an MP4
+(PyAV: H.264 where the FFmpeg build has libx264, else MPEG-4 Part 2). Heatmaps are
 blended over the frames at half opacity: gates on an absolute 0-1 scale (``|G|``, dark = closed),
 Grad-CAM on its clip-normalised 0-1 scale.
 """
@@ -9,7 +11,10 @@ Grad-CAM on its clip-normalised 0-1 scale.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +24,7 @@ from torch import Tensor
 from gateshift.input_spec import InputSpec
 
 LABEL_WIDTH = 120  # pixels of the label column in grids
+LEGEND_HEIGHT = 50  # pixels of the colour bar and its captions under a grid
 
 
 def display_frames(clip: Tensor, spec: InputSpec) -> np.ndarray:
@@ -52,18 +58,54 @@ def tile_size(frame_size: int) -> int:
     return int(min(max(frame_size, 64), 112))
 
 
-def grid_image(rows: Sequence[tuple[str, Sequence[np.ndarray]]], size: int) -> np.ndarray:
-    """Labelled rows of equally many tiles -> one RGB image (label column on the left)."""
+@dataclass(frozen=True)
+class Legend:
+    """A colour bar under a grid: what the colour map's two ends mean."""
+
+    title: str  # in the label column, e.g. "|G| (gate)"
+    cmap: str
+    low: str  # what 0 means
+    high: str  # what 1 means
+
+
+GATE_LEGEND = Legend("|G| gate", "inferno", "0 = closed: kept in place", "1 = open: shifted")
+CAM_LEGEND = Legend("Grad-CAM", "jet", "0 = no evidence", "1 = clip's strongest")
+
+
+def grid_image(
+    rows: Sequence[tuple[str, Sequence[np.ndarray]]], size: int, legend: Legend | None = None
+) -> np.ndarray:
+    """Labelled rows of equally many tiles -> one RGB image (label column on the left), with
+    ``legend``'s colour bar below (:data:`LEGEND_HEIGHT` pixels)."""
     from PIL import Image, ImageDraw
 
     cols = max(len(tiles) for _, tiles in rows)
-    canvas = Image.new("RGB", (LABEL_WIDTH + cols * size, len(rows) * size), "white")
+    extra = LEGEND_HEIGHT if legend is not None else 0
+    canvas = Image.new("RGB", (LABEL_WIDTH + cols * size, len(rows) * size + extra), "white")
     draw = ImageDraw.Draw(canvas)
     for r, (label, tiles) in enumerate(rows):
         draw.text((4, r * size + size // 2 - 6), label, fill="black")
         for c, tile in enumerate(tiles):
             canvas.paste(Image.fromarray(_tile(tile, size)), (LABEL_WIDTH + c * size, r * size))
+    if legend is not None:
+        _draw_legend(canvas, legend, top=len(rows) * size)
     return np.asarray(canvas)
+
+
+def _draw_legend(canvas: Any, legend: Legend, *, top: int) -> None:
+    """The colour map from 0 (left) to 1 (right) across the tile columns, ends explained."""
+    from matplotlib import colormaps
+    from PIL import Image, ImageDraw
+
+    width = canvas.width - LABEL_WIDTH - 8
+    ramp = colormaps[legend.cmap](np.linspace(0, 1, width))[:, :3] * 255.0  # (width, 3)
+    bar = np.broadcast_to(ramp.round().astype(np.uint8), (12, width, 3))
+    canvas.paste(Image.fromarray(np.ascontiguousarray(bar)), (LABEL_WIDTH, top + 6))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, top + 6), legend.title, fill="black")
+    draw.text((LABEL_WIDTH, top + 20), legend.low, fill="black")
+    right = draw.textlength(legend.high)
+    draw.text((canvas.width - 8 - right, top + 34), legend.high, fill="black")
 
 
 def mosaic(
@@ -100,6 +142,26 @@ def save_gif(path: Path, frames: Sequence[np.ndarray], *, fps: float = 2.0) -> N
     images = [Image.fromarray(f) for f in frames]
     duration = int(1000 / fps)
     images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0)
+
+
+def save_mp4(path: Path, frames: Sequence[np.ndarray], *, fps: float = 2.0) -> str:
+    """An MP4 of equally sized RGB frames (PyAV): H.264 (libx264) where this FFmpeg build has
+    it, else MPEG-4 Part 2; yuv420p, sides padded to even. Returns the codec used."""
+    import av
+
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    height, width = frames[0].shape[:2]
+    even = (height + height % 2, width + width % 2)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+        stream.height, stream.width = even
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "18"} if codec == "libx264" else {"qscale": "3"}
+        for image in frames:
+            padded = np.pad(image, ((0, even[0] - height), (0, even[1] - width), (0, 0)))
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(padded, format="rgb24")))
+        container.mux(stream.encode(None))
+    return codec
 
 
 def plot_routing(
