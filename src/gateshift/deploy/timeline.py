@@ -268,8 +268,19 @@ class _Runner:
         self._save()
 
 
+@dataclasses.dataclass(frozen=True)
+class LoadedRun:
+    """What a timeline needs from a run, loaded once: ``gateshift serve`` passes one to
+    :func:`timeline` for every request instead of reloading the bundle."""
+
+    bundle: Bundle
+    cfg: Config
+    network: Network
+    views: VideoViews
+
+
 def timeline(
-    run: str | Path,
+    run: str | Path | LoadedRun,
     video: str | Path,
     *,
     window_s: float | None = None,
@@ -286,6 +297,7 @@ def timeline(
 ) -> Timeline:
     """The timeline of ``video`` by the run ``run`` (see the module docstring).
 
+    ``run``: a run folder, or a :class:`LoadedRun` (``overrides`` and ``device`` then unused).
     ``overrides``: dotted keys of the run's config (``eval.num_clips=2``, ``eval.precision``).
     ``progress(done, total)`` is called with the frames decoded so far and the video's count.
     ``threads``: cores to use (None: all this process may), shared between the decoding thread
@@ -298,7 +310,8 @@ def timeline(
     true_segments = read_truth(truth) if truth is not None else None
     decoder_threads, torch_threads = split_threads(threads)
     stream = VideoStream(video, threads=decoder_threads)  # an unreadable file fails here
-    bundle, cfg, network, views = _load(run, overrides, device)
+    loaded = run if isinstance(run, LoadedRun) else load_run(run, overrides, device)
+    bundle, cfg, network, views = loaded.bundle, loaded.cfg, loaded.network, loaded.views
     plan = _plan(stream, bundle, cfg, views, window_s, stride_s)
     classify = WindowClassifier(
         network, views, bundle.classes, frames_per_clip=plan.offsets.shape[1], top_k=top_k
@@ -370,13 +383,13 @@ def _plan(
     return plan
 
 
-def _load(
-    run: str | Path, overrides: Sequence[str], device: str
-) -> tuple[Bundle, Config, Network, VideoViews]:
+def load_run(run: str | Path, overrides: Sequence[str] = (), device: str = "cpu") -> LoadedRun:
+    """The run's bundle, config (``overrides`` applied), network and views."""
     cfg = load_bundle_config(run, overrides)
     settings = inference_settings(cfg)
     dev = resolve_device(device, what="device")
     dtype = settings.dtype(dev)  # before loading: a precision this device lacks fails fast
     # loaded outside inference mode (see load_bundle); score_views enters it
     bundle = load_bundle(run, device=dev, channels_last=settings.channels_last)
-    return bundle, cfg, TorchNetwork(bundle.model, dev, dtype), VideoViews(bundle, settings.views)
+    network = TorchNetwork(bundle.model, dev, dtype)
+    return LoadedRun(bundle, cfg, network, VideoViews(bundle, settings.views))
