@@ -73,23 +73,47 @@ def predict(
         *overrides,
         *eval_overrides(num_clips=num_clips, num_crops=num_crops, precision=precision),
     ]
+    network, source, views = load_network(run, keys, backend=backend, onnx=onnx, device=device)
+    prepare = VideoViews(source, views)
+    return [predict_video(network, prepare, video, top_k=top_k) for video in videos]
+
+
+def predict_video(
+    network: Network,
+    prepare: VideoViews,
+    video: str | Path,
+    *,
+    top_k: int = 5,
+    name: str | None = None,
+) -> Prediction:
+    """One video's prediction as :func:`predict` makes it, from a network and preprocessing
+    loaded once (``gateshift serve`` reuses them); ``name`` is what the entry calls the video
+    (default: its path)."""
+    label = str(video) if name is None else name
+    clips = prepare(video)
+    if isinstance(clips, BadItem):
+        return Prediction(label, error=clips.reason)
+    logits = score_views(network, clips[None])[0]  # (1, K, T, C, H, W) -> (classes,)
+    return Prediction(label, top_classes(logits, prepare.classes, top_k))
+
+
+def load_network(
+    run: str | Path,
+    keys: Sequence[str] = (),
+    *,
+    backend: Backend = "torch",
+    onnx: str | Path | None = None,
+    device: str = "cpu",
+) -> tuple[Network, Preprocessing, Views]:
+    """What :func:`predict` runs (see there for ``run``, ``backend`` and ``onnx``): the network,
+    the preprocessing it reads from the bundle or file, and the views after the ``keys``
+    overrides (``eval.num_clips=2``)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend in RUNTIMES or Path(run).suffix == ".onnx":
         runtime = "onnxruntime" if backend == "torch" else backend
-        network, source, views = _onnx_backend(run, onnx, keys, runtime)
-    else:
-        network, source, views = _torch_backend(run, keys, device)
-    prepare = VideoViews(source, views)
-    out = []
-    for video in videos:
-        clips = prepare(video)
-        if isinstance(clips, BadItem):
-            out.append(Prediction(str(video), error=clips.reason))
-            continue
-        logits = score_views(network, clips[None])[0]  # (1, K, T, C, H, W) -> (classes,)
-        out.append(Prediction(str(video), top_classes(logits, source.classes, top_k)))
-    return out
+        return _onnx_backend(run, onnx, keys, runtime)
+    return _torch_backend(run, keys, device)
 
 
 def _torch_backend(
