@@ -22,6 +22,7 @@ from gateshift.cli import (
     models_cmd,
     predict_cmd,
     profile_cmd,
+    serve_cmd,
     timeline_cmd,
     train_cmd,
 )
@@ -39,6 +40,7 @@ SUBCOMMANDS = (
     timeline_cmd,
     explain_cmd,
     diagnose_cmd,
+    serve_cmd,
     export_cmd,
     bench_cmd,
 )
