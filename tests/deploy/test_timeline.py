@@ -352,6 +352,8 @@ def test_cli_writes_the_file_and_scores_against_the_truth(
     [
         (["--window", "9"], r"--window 9 s is longer than .*long\.mp4 \(4\.000 s"),
         (["--stride", "0"], r"--stride must be positive, got 0 s"),
+        (["--window", "0"], r"--window must be positive, got 0 s"),  # not its default stride
+        (["--stride", "-1"], r"--stride must be positive, got -1 s"),
         (["--out", "t.txt"], r"--out t\.txt: unknown timeline format"),
     ],
 )

@@ -70,10 +70,11 @@ class WindowPlan:
         sampler: FrameSampler,
         name: str = "the video",
     ) -> None:
-        if not stride_s > 0:
-            raise ValueError(f"--stride must be positive, got {stride_s:g} s")
+        # the window first: the default stride is a quarter of it, so --window 0 is the error
         if not window_s > 0:
             raise ValueError(f"--window must be positive, got {window_s:g} s")
+        if not stride_s > 0:
+            raise ValueError(f"--stride must be positive, got {stride_s:g} s")
         duration = num_frames / fps
         length = max(1, round(window_s * fps))
         if length > num_frames:
