@@ -28,6 +28,7 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
         "gsf_ratio": cfg.model.gsf_ratio,
         "shift_div": cfg.model.shift_div,
         "width": cfg.model.width,
+        "causal": cfg.model.causal,
     }
 
 

@@ -27,7 +27,9 @@ def create_model(
 
     Extra keyword arguments go to the builder: ``dropout`` (0.5), ``interleave`` (True, GSM/GSF
     channel interleave of the released code), ``gsf_ratio`` (percent of channels GSF processes;
-    the backbone family's default), ``shift_div`` (8, TSM), ``width`` (ResNet base width, 64).
+    the backbone family's default), ``shift_div`` (8, TSM), ``width`` (ResNet base width, 64),
+    ``causal`` (False; True: frame t sees only frames <= t, for streaming, see
+    :mod:`gateshift.models.temporal.causal`).
     A builder must return a :class:`Recognizer` (the engine relies on its input spec, segments
     and head); anything else is a ``TypeError`` naming the model.
     """

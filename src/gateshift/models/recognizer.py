@@ -27,6 +27,7 @@ class Recognizer(nn.Module):
         num_segments: int,
         temporal: str,
         name: str = "",
+        causal: bool = False,
     ) -> None:
         super().__init__()
         if num_segments < 1:
@@ -36,6 +37,8 @@ class Recognizer(nn.Module):
         self.num_segments = num_segments
         self.temporal = temporal
         self.name = name
+        #: whether the temporal modules are causal (frame t sees frames <= t; streams)
+        self.causal = causal
         #: label names per label set, filled in by training / load_model (not saved in weights)
         self.classes: list[list[str]] = []
 

@@ -37,10 +37,13 @@ def build_recognizer(
     gsf_ratio: float | None = None,
     shift_div: int = 8,
     width: int | None = None,
+    causal: bool = False,
 ) -> Recognizer:
     """A backbone with ``temporal`` modules at its published places, a head, average consensus.
 
     ``width``: base channel width of ResNet backbones (64 as published; smaller for slim nets).
+    ``causal``: causal temporal modules, frame t sees only frames <= t
+    (:mod:`gateshift.models.temporal.causal`); TSN has none, so it is the same TSN.
     """
     if width is None:
         backbone = BACKBONES[backbone_name]()
@@ -58,12 +61,15 @@ def build_recognizer(
             interleave=interleave,
             gsf_ratio=ratio,
             shift_div=shift_div,
+            causal=causal,
         )
         insert_temporal(backbone, make, sites)
         backbone.sites = tuple(sites)
     head = ClassifierHead(backbone.num_features, num_classes, dropout=dropout)
     name = f"{backbone_name}_{temporal}"
-    return Recognizer(backbone, head, num_segments=num_segments, temporal=temporal, name=name)
+    return Recognizer(
+        backbone, head, num_segments=num_segments, temporal=temporal, name=name, causal=causal
+    )
 
 
 for _backbone in BACKBONES:

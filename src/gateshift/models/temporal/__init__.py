@@ -9,6 +9,8 @@ Reading order: ``gsm.py`` (the definition as plain ops, then the one place that 
 convolution), ``_native.py`` (the only user of the optional C++ kernels), ``_cache.py``
 (weights derived for inference), ``_gate.py`` (how the gate's weights are stored),
 ``_time.py`` (the only place that folds and unfolds time) and ``insert.py`` (placement).
+``causal.py`` defines the causal variants (``causal=True``: no frame sees a later one) and
+``stream.py`` runs them one frame at a time with the state each module keeps.
 """
 
 from __future__ import annotations
@@ -35,14 +37,18 @@ def make_temporal(
     interleave: bool = True,
     gsf_ratio: float = 100.0,
     shift_div: int = 8,
+    causal: bool = False,
 ) -> nn.Module:
-    """One temporal module of ``kind`` for ``channels`` channels."""
+    """One temporal module of ``kind`` for ``channels`` channels; ``causal``: frame t sees only
+    frames <= t (:mod:`.causal`)."""
     if kind == "gsm":
-        return GateShift(channels, num_segments, interleave=interleave)
+        return GateShift(channels, num_segments, interleave=interleave, causal=causal)
     if kind == "gsf":
-        return GateShiftFuse(channels, num_segments, ratio=gsf_ratio, interleave=interleave)
+        return GateShiftFuse(
+            channels, num_segments, ratio=gsf_ratio, interleave=interleave, causal=causal
+        )
     if kind == "tsm":
-        return TemporalShift(channels, num_segments, shift_div=shift_div)
+        return TemporalShift(channels, num_segments, shift_div=shift_div, causal=causal)
     raise ValueError(f"no temporal module for kind {kind!r}; choose from tsm, gsm, gsf")
 
 

@@ -42,6 +42,16 @@ def take_previous(x: Tensor) -> Tensor:
     return torch.cat((torch.zeros_like(x[:, :1]), x[:, :-1]), dim=1)
 
 
+def take_earlier(x: Tensor, steps: int) -> Tensor:
+    """Frame t receives frame t-steps, the first ``steps`` frames zeros; ``x`` is ``(N, T, ...)``.
+
+    The causal modules' shift (:mod:`.causal`); ``steps=1`` is :func:`take_previous`.
+    """
+    keep = max(x.shape[1] - steps, 0)
+    pad = torch.zeros_like(x[:, : x.shape[1] - keep])
+    return torch.cat((pad, x[:, :keep]), dim=1)
+
+
 def memory_format_of(like: Tensor) -> torch.memory_format:
     """``channels_last`` for a 4-D channels_last tensor, else ``contiguous_format``."""
     # a tensor that is both (1x1 maps, one channel) counts as contiguous

@@ -13,7 +13,8 @@ and interleaves each half as GSM does. ``channel_conv_k`` is a 3x3 Conv2d (2 -> 
 The gate, the split into halves and the shift are GSM's own pieces (:mod:`.gsm`), on the path
 :func:`.gsm.choose_path` picks; the fusion is plain tensor ops on every path.
 Parameters: 29*C' + 40. A ratio whose C' is not a positive multiple of 4 cannot be interleaved;
-the authors' code crashes on it in forward, we refuse it at construction.
+the authors' code crashes on it in forward, we refuse it at construction. ``causal=True``: the
+gate, the shift and the fusion's time taps read only frames <= t (:mod:`.causal`), plain ops.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from gateshift.models.temporal._cache import InferenceCache
 from gateshift.models.temporal._fast_gate import NativePlan, fast_gate
 from gateshift.models.temporal._gate import make_gate_layers
 from gateshift.models.temporal._time import clips_in_batch, same_format_as
+from gateshift.models.temporal.causal import causal_fusion_weight, causal_gate
 from gateshift.models.temporal.gsm import (
     check_channels,
     choose_path,
@@ -56,6 +58,7 @@ class GateShiftFuse(nn.Module):
         *,
         ratio: float = 100.0,
         interleave: bool = True,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         if not 0 < ratio <= 100:
@@ -81,6 +84,7 @@ class GateShiftFuse(nn.Module):
         self.ratio = ratio
         self.num_segments = num_segments
         self.interleave = interleave
+        self.causal = causal  # frame t sees frames <= t only (:mod:`.causal`), plain ops
         self.bn, self.conv3D = make_gate_layers(processed, zero_init=False)
         self.channel_conv1 = nn.Conv2d(2, 1, kernel_size=3, padding=1)
         self.channel_conv2 = nn.Conv2d(2, 1, kernel_size=3, padding=1)
@@ -88,6 +92,8 @@ class GateShiftFuse(nn.Module):
 
     def _fusion_weight(self, conv: nn.Conv2d, shifted: Tensor, residual: Tensor) -> Tensor:
         """Weight of the shifted part per (clip, frame, channel); one half (N, T, C'/2, H, W)."""
+        if self.causal:
+            return causal_fusion_weight(conv, shifted, residual)
         pooled = torch.stack((shifted.mean((-2, -1)), residual.mean((-2, -1))), dim=1)
         # (N, 2, T, C'/2) -> image of height C'/2 (channels) and width T (time)
         weight = torch.sigmoid(conv(pooled.transpose(2, 3)))  # (N, 1, C'/2, T)
@@ -101,11 +107,14 @@ class GateShiftFuse(nn.Module):
         frames = x[:, :c]
         bn, conv = self.bn, self.conv3D
         path = choose_path(frames, bn, (bn.weight, bn.bias, conv.weight, conv.bias))
-        if path == "reference":
+        if self.causal:  # the plain ops on every path: the fast ones are offline only
+            gate = causal_gate(frames, bn, conv, t)
+        elif path == "reference":
             gate = spatiotemporal_gate(frames, bn, conv, t)
         else:
             gate = fast_gate(frames, bn, conv, t, path, self._plan)
-        shifted, residual = gate_and_shift(frames, gate, t)  # per half (N, T, C'/2, H, W)
+        # per half (N, T, C'/2, H, W)
+        shifted, residual = gate_and_shift(frames, gate, t, causal=self.causal)
         fused = []
         for s, r, conv_k in zip(
             shifted, residual, (self.channel_conv1, self.channel_conv2), strict=True
@@ -121,4 +130,5 @@ class GateShiftFuse(nn.Module):
         return (
             f"channels={self.channels}, processed={self.processed} ({self.ratio}%), "
             f"num_segments={self.num_segments}, interleave={self.interleave}"
+            + (", causal=True" if self.causal else "")
         )

@@ -15,6 +15,8 @@ channel ``a*C/4 + b``. The gate starts at zero, so a new GSM is that fixed permu
 ``interleave=False`` drops it (for training from ImageNet weights); keep it on to load the
 authors' checkpoints. The first half of this file is that definition as plain tensor ops
 (:func:`spatiotemporal_gate`, :func:`gated_shift`); GSF (:mod:`.gsf`) reuses its pieces.
+``causal=True`` builds the causal GSM of :mod:`.causal` (both halves shift from the past, the
+gate's kernel reads t-2..t), always on the plain ops.
 
 The same maths runs on one of four paths, chosen in one place, :func:`choose_path`:
 
@@ -65,6 +67,7 @@ from gateshift.models.temporal._time import (
     take_next,
     take_previous,
 )
+from gateshift.models.temporal.causal import causal_gate, causal_shift_halves
 
 # ---------------------------------------------------------------- the definition, plain ops
 
@@ -80,13 +83,19 @@ def spatiotemporal_gate(x: Tensor, bn: nn.Module, conv: GateConv, num_segments: 
     return torch.tanh(g).transpose(1, 2)  # (N, 2, T, H, W) -> (N, T, 2, H, W)
 
 
-def gate_and_shift(x: Tensor, gate: Tensor, num_segments: int) -> tuple[list[Tensor], list[Tensor]]:
+def gate_and_shift(
+    x: Tensor, gate: Tensor, num_segments: int, *, causal: bool = False
+) -> tuple[list[Tensor], list[Tensor]]:
     """The shifted parts ``S_k`` and residuals ``R_k`` of both halves, each ``(N, T, C/2, H, W)``,
-    for frames ``x`` ``(N*T, C, H, W)`` and gate planes ``(N, T, 2, H, W)``."""
+    for frames ``x`` ``(N*T, C, H, W)`` and gate planes ``(N, T, 2, H, W)``; ``causal``: both
+    halves shift from the past (:mod:`.causal`)."""
     c = x.shape[1]
     xg = split_time(x, num_segments).unflatten(2, (2, c // 2))  # (N, T, 2, C/2, H, W)
     y = xg * gate.to(x.dtype).unsqueeze(3)  # Y = G * X
-    shifted = [take_next(y[:, :, 0]), take_previous(y[:, :, 1])]
+    if causal:
+        shifted = causal_shift_halves(y)
+    else:
+        shifted = [take_next(y[:, :, 0]), take_previous(y[:, :, 1])]
     residual = xg - y
     return shifted, [residual[:, :, 0], residual[:, :, 1]]
 
@@ -99,10 +108,12 @@ def merge_halves(z: Tensor, interleave: bool) -> Tensor:
     return z.reshape(n * t, 2 * half, h, w)
 
 
-def gated_shift(x: Tensor, gate: Tensor, num_segments: int, interleave: bool) -> Tensor:
+def gated_shift(
+    x: Tensor, gate: Tensor, num_segments: int, interleave: bool, *, causal: bool = False
+) -> Tensor:
     """``Z`` from frames ``X`` ``(N*T, C, H, W)`` and gate ``G`` ``(N, T, 2, H, W)``, in ``x``'s
     memory format."""
-    shifted, residual = gate_and_shift(x, gate, num_segments)
+    shifted, residual = gate_and_shift(x, gate, num_segments, causal=causal)
     z = torch.stack([s + r for s, r in zip(shifted, residual, strict=True)], dim=2)
     return same_format_as(merge_halves(z, interleave), x)
 
@@ -156,7 +167,9 @@ class GateShift(nn.Module):
     source: Tensor | None
     fold_order: Tensor | None
 
-    def __init__(self, channels: int, num_segments: int = 8, *, interleave: bool = True) -> None:
+    def __init__(
+        self, channels: int, num_segments: int = 8, *, interleave: bool = True, causal: bool = False
+    ) -> None:
         super().__init__()
         check_channels("GateShift", channels, interleave)
         if num_segments < 1:
@@ -164,6 +177,7 @@ class GateShift(nn.Module):
         self.channels = channels
         self.num_segments = num_segments
         self.interleave = interleave
+        self.causal = causal  # frame t sees frames <= t only (:mod:`.causal`), plain ops
         self.bn, self.conv3D = make_gate_layers(channels, zero_init=True)
         # the interleave's channel order, read by a convolution that folds it (forward_after)
         source = interleave_source(channels) if interleave else None
@@ -177,6 +191,9 @@ class GateShift(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
+        if self.causal:  # the plain ops on every path: the fast ones are offline only
+            gate = causal_gate(x, self.bn, self.conv3D, self.num_segments)
+            return gated_shift(x, gate, self.num_segments, self.interleave, causal=True)
         path = choose_path(x, self.bn, self._params())
         if path == "reference":
             gate = spatiotemporal_gate(x, self.bn, self.conv3D, self.num_segments)
@@ -223,7 +240,8 @@ class GateShift(nn.Module):
     def _can_follow(self, layer: nn.Module) -> bool:
         """Whether :meth:`forward_after` may fold into ``layer`` and reuse its output."""
         return (
-            type(layer) is nn.Conv2d
+            not self.causal
+            and type(layer) is nn.Conv2d
             and layer.groups == 1
             and layer.out_channels == self.channels
             and type(self.bn) is nn.BatchNorm2d
@@ -235,5 +253,5 @@ class GateShift(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"channels={self.channels}, num_segments={self.num_segments}, "
-            f"interleave={self.interleave}"
+            f"interleave={self.interleave}" + (", causal=True" if self.causal else "")
         )
