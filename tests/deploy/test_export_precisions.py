@@ -58,12 +58,18 @@ def test_int8_export_is_quantised_except_the_gate_convolutions(tmp_path: Path) -
     assert onnx.TensorProto.INT8 in types.values()  # int8 weights
     dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
     convs = [n for n in graph.node if n.op_type == "Conv"]
-    gates = [n for n in convs if len(_dims(graph, n.input[1])) == 5]
-    # one GSM per ResNet-18 block, each gate a 3x3x3 convolution ...
+    gates = [n for n in convs if _is_gate(n, _dims(graph, n.input[1]))]
+    # one GSM per ResNet-18 block, each gate a 3x3x3 convolution as 2-D taps ...
     assert len(gates) == sum(hasattr(m, "conv3D") for m in model.modules()) == 8
     assert all(n.input[1] not in dequantized for n in gates)  # ... take float weights
     assert any(n.input[1] in dequantized for n in convs if n not in gates)
     assert read_metadata(report.path)["precision"] == "int8"
+
+
+def _is_gate(node: object, dims: list[int]) -> bool:
+    """A GSM gate's convolution in the exported graph: 3 temporal taps x 2 groups of 3x3."""
+    groups = [a.i for a in node.attribute if a.name == "group"]  # type: ignore[attr-defined]
+    return len(dims) == 4 and dims[0] == 6 and dims[2:] == [3, 3] and groups == [2]
 
 
 def _dims(graph: object, name: str) -> list[int]:

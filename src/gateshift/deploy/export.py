@@ -308,7 +308,8 @@ def _to_fp16(path: Path) -> None:
 
 def _to_int8(path: Path, calibration: Tensor) -> None:
     """Quantise the fp32 file at ``path`` in place: QDQ, int8 weights per channel, uint8
-    activations with min/max ranges from ``calibration``; 3-D (gate) convolutions stay float."""
+    activations with min/max ranges from ``calibration``; the gates stay float
+    (:func:`_float_nodes`)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -329,16 +330,7 @@ def _to_int8(path: Path, calibration: Tensor) -> None:
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".quant.") as folder:
         prepared = Path(folder) / "prepared.onnx"
         quant_pre_process(str(path), str(prepared))
-        proto = onnx.load(str(prepared))
-        ranks = {t.name: len(t.dims) for t in proto.graph.initializer}
-        # the gates' 3-D convolutions, and the batch norms no convolution absorbed (the gates'
-        # input norm, a norm after a temporal module): cheap element-wise float ops
-        float_nodes = [
-            n.name
-            for n in proto.graph.node
-            if (n.op_type == "Conv" and ranks.get(n.input[1]) == 5)
-            or n.op_type == "BatchNormalization"
-        ]
+        float_nodes = _float_nodes(onnx.load(str(prepared)))
         quantize_static(
             str(prepared),
             str(path),
@@ -354,6 +346,25 @@ def _to_int8(path: Path, calibration: Tensor) -> None:
     meta = {p.key for p in onnx.load(str(path), load_external_data=False).metadata_props}
     if METADATA_KEY not in meta:
         raise RuntimeError(f"int8 quantisation dropped the {METADATA_KEY!r} metadata of {path}")
+
+
+def _float_nodes(proto: Any) -> list[str]:
+    """Nodes int8 leaves in float: the gates' convolutions (their tanh planes scale every
+    shifted feature; a grouped 3x3 with 6 outputs, or a 3-D one in older files) and the batch
+    norms no convolution absorbed (the gates' input norm, a norm after a temporal module):
+    cheap ops next to the backbone's convolutions."""
+    shapes = {t.name: tuple(t.dims) for t in proto.graph.initializer}
+
+    def gate_conv(node: Any) -> bool:
+        shape = shapes.get(node.input[1], ())
+        groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+        return len(shape) == 5 or (len(shape) == 4 and shape[0] == 6 and groups == 2)
+
+    return [
+        n.name
+        for n in proto.graph.node
+        if (n.op_type == "Conv" and gate_conv(n)) or n.op_type == "BatchNormalization"
+    ]
 
 
 def split_clips(bundle: Bundle, split: str, count: int) -> Tensor | None:

@@ -12,7 +12,7 @@ from gateshift.models.temporal._cache import InferenceCache
 from gateshift.models.temporal._fast_gate import fast_gate
 from gateshift.models.temporal._fast_shift import GatedShiftFunction
 from gateshift.models.temporal._gate import GateConv, conv3d_from_taps
-from gateshift.models.temporal.gsm import gated_shift, spatiotemporal_gate
+from gateshift.models.temporal.gsm import frame_gate, gated_shift, spatiotemporal_gate
 
 from .helpers import random_frames, randomise
 from .reference_impl import reference_gsf, reference_gsm, reference_tsm
@@ -87,9 +87,9 @@ def test_autograd_function_and_definition_gradients_agree_channels_last() -> Non
     torch.testing.assert_close(gg, gate.grad)
 
 
-@pytest.mark.parametrize("path", ["fast", "reference"])
+@pytest.mark.parametrize("path", ["fast", "reference", "frame"])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_both_gate_paths_equal_the_published_conv3d_in_float64(
+def test_every_gate_path_equals_the_published_conv3d_in_float64(
     path: str, channels_last: bool
 ) -> None:
     gen = torch.Generator().manual_seed(5)
@@ -104,6 +104,8 @@ def test_both_gate_paths_equal_the_published_conv3d_in_float64(
     inputs = [x.requires_grad_(), conv.weight, conv.bias]
     if path == "fast":
         got = fast_gate(x, bn, conv, 4, "autograd", InferenceCache())  # (N, T, 2, H, W)
+    elif path == "frame":  # what tracing and ONNX export run
+        got = frame_gate(x, bn, conv, 4)
     else:
         got = spatiotemporal_gate(x, bn, conv, 4)
     clip = F.relu(bn(x)).view(2, 4, 16, 5, 7).transpose(1, 2)  # (N, C, T, H, W)

@@ -30,9 +30,9 @@ from gateshift.models.temporal.causal import causal_fusion_weight, causal_gate
 from gateshift.models.temporal.gsm import (
     check_channels,
     choose_path,
+    frame_gate,
     gate_and_shift,
     merge_halves,
-    spatiotemporal_gate,
 )
 
 
@@ -110,7 +110,7 @@ class GateShiftFuse(nn.Module):
         if self.causal:  # the plain ops on every path: the fast ones are offline only
             gate = causal_gate(frames, bn, conv, t)
         elif path == "reference":
-            gate = spatiotemporal_gate(frames, bn, conv, t)
+            gate = frame_gate(frames, bn, conv, t)
         else:
             gate = fast_gate(frames, bn, conv, t, path, self._plan)
         # per half (N, T, C'/2, H, W)

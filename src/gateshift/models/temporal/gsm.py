@@ -14,7 +14,8 @@ interleaved: viewed as (2, C/4), transposed, flattened, so new channel ``2b + a`
 channel ``a*C/4 + b``. The gate starts at zero, so a new GSM is that fixed permutation.
 ``interleave=False`` drops it (for training from ImageNet weights); keep it on to load the
 authors' checkpoints. The first half of this file is that definition as plain tensor ops
-(:func:`spatiotemporal_gate`, :func:`gated_shift`); GSF (:mod:`.gsf`) reuses its pieces.
+(:func:`spatiotemporal_gate`, :func:`gated_shift`, and :func:`frame_gate`, the gate's per-frame
+form that tracing and export use); GSF (:mod:`.gsf`) reuses its pieces.
 ``causal=True`` builds the causal GSM of :mod:`.causal` (both halves shift from the past, the
 gate's kernel reads t-2..t), always on the plain ops.
 
@@ -22,7 +23,8 @@ The same maths runs on one of four paths, chosen in one place, :func:`choose_pat
 
 ==============  ======================================================================
 ``reference``   under torch.export / torch.compile / jit tracing: the plain ops below,
-                which trace and export best (ONNX gets exactly the definition)
+                which trace and export best (the gate as per-frame 2-D taps,
+                :func:`frame_gate`; ONNX gets the definition in plain ops)
 ``autograd``    while autograd records (training): the fast eager ops of
                 :mod:`._fast_gate` and :mod:`._fast_shift`, the shift as one autograd
                 function with a closed-form backward
@@ -81,6 +83,22 @@ def spatiotemporal_gate(x: Tensor, bn: nn.Module, conv: GateConv, num_segments: 
     clip = split_time(u, num_segments).transpose(1, 2)  # (N, C, T, H, W)
     g = F.conv3d(clip, conv3d_from_taps(conv.weight), conv.bias, padding=1, groups=2)
     return torch.tanh(g).transpose(1, 2)  # (N, 2, T, H, W) -> (N, T, 2, H, W)
+
+
+def frame_gate(x: Tensor, bn: nn.Module, conv: GateConv, num_segments: int) -> Tensor:
+    """:func:`spatiotemporal_gate` computed frame by frame, as the traced/exported path runs it.
+
+    The 3x3x3 kernel is three 3x3 taps; one grouped 3x3 convolution of the frames gives every
+    tap's response, and tap ``k`` of frame ``t + k - 1`` is summed into frame ``t`` (zero outside
+    the clip). Same sums in another order (float rounding only), but no 5-D tensor and no
+    transpose to ``(N, C, T, H, W)``: ONNX Runtime runs a grouped 3-D convolution with 2 outputs
+    on a slow generic kernel (a third of a MobileNetV2 GSM's int8 latency), a 2-D one fast.
+    """
+    u = F.relu(bn(x))  # (N*T, C, H, W)
+    taps = F.conv2d(u, conv.weight, None, padding=1, groups=2)  # (N*T, 6 = (g, k), H, W)
+    m = split_time(taps, num_segments).unflatten(2, (2, 3))  # (N, T, 2, 3, H, W)
+    g = m[:, :, :, 1] + take_previous(m[:, :, :, 0]) + take_next(m[:, :, :, 2])
+    return torch.tanh(g + conv.bias.view(1, 1, 2, 1, 1).to(g.dtype))  # (N, T, 2, H, W)
 
 
 def gate_and_shift(
@@ -196,7 +214,7 @@ class GateShift(nn.Module):
             return gated_shift(x, gate, self.num_segments, self.interleave, causal=True)
         path = choose_path(x, self.bn, self._params())
         if path == "reference":
-            gate = spatiotemporal_gate(x, self.bn, self.conv3D, self.num_segments)
+            gate = frame_gate(x, self.bn, self.conv3D, self.num_segments)
             return gated_shift(x, gate, self.num_segments, self.interleave)
         return self._fast(x, path, folded=False, own_input=False)
 
