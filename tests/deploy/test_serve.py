@@ -18,27 +18,20 @@ import pytest
 from PIL import Image
 
 from gateshift.cli.main import build_parser
-from gateshift.data.synthetic import write_mp4
 from gateshift.deploy.predict import predict
 from gateshift.deploy.serve import running_server
 from gateshift.deploy.serve_app import create_app
 from gateshift.deploy.serve_limits import Limits, UploadError, receive_upload
 from gateshift.deploy.serve_model import ServedModel
 
-from ..inference.helpers import make_run
-from .test_timeline import _val_clips
+from .serve_helpers import long_video, served_run
 
 pytest.importorskip("fastapi")
 
 
 @pytest.fixture(scope="module")
 def run(tiny_synthetic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny ResNet-18 GSM bundle (4 frames, 32 px) recording 1 s training clips."""
-    folder, _ = make_run(tmp_path_factory.mktemp("serve"), tiny_synthetic)
-    index = json.loads((folder / "bundle" / "bundle.json").read_text())
-    index["clips"] = {"num_frames": 12, "duration_s": 1.0, "fps": 12.0, "probed": 22}
-    (folder / "bundle" / "bundle.json").write_text(json.dumps(index))
-    return folder
+    return served_run(tmp_path_factory.mktemp("serve"), tiny_synthetic)
 
 
 @pytest.fixture(scope="module")
@@ -214,9 +207,7 @@ def _png(url: str) -> Image.Image:
 def test_analyze_explains_and_gives_long_videos_a_timeline(
     served: str, tiny_synthetic: Path, tmp_path: Path, videos: list[Path]
 ) -> None:
-    names = ["moving_left", "still", "appearing", "moving_up", "receding", "still"]
-    long = tmp_path / "long.mp4"
-    write_mp4(long, _val_clips(tiny_synthetic, names))  # 48 frames at 12 fps: 4 s
+    long = long_video(tiny_synthetic, tmp_path / "long.mp4")  # 48 frames at 12 fps: 4 s
     files = {"video": ("long.mp4", long.read_bytes())}
     got = httpx.post(f"{served}/api/analyze", files=files, timeout=120).json()
     assert got["prediction"] == _post(served, long).json()
