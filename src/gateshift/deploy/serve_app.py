@@ -45,6 +45,7 @@ import anyio
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.requests import ClientDisconnect
 
 from gateshift.data.records import BadVideoError
 from gateshift.deploy.serve_limits import Limits, UploadError, VideoFacts, probe_video
@@ -106,6 +107,9 @@ class Service:
         except UploadError as err:
             log.info("refused an upload (%d): %s", err.status, err.message)
             return JSONResponse({"error": err.message}, status_code=err.status)
+        except ClientDisconnect:
+            log.info("the client went away during its upload")
+            return JSONResponse({"error": "upload interrupted"}, status_code=400)
         except BadVideoError as err:  # damage found past the first frames
             return JSONResponse({"error": f"cannot read the video: {err.reason}"}, status_code=415)
         except ValueError as err:  # a bad request parameter (an unknown target label)
