@@ -26,8 +26,6 @@ from gateshift.deploy.serve_model import ServedModel
 
 from .serve_helpers import long_video, served_run
 
-pytest.importorskip("fastapi")
-
 
 @pytest.fixture(scope="module")
 def run(tiny_synthetic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -16,7 +16,8 @@ with hooks on the model itself, which must not see another request's clips.
 **Timeline window.** The run's typical training clip (the bundle's record, else a probe of its
 training split) is found once at start-up, not per request; a video at least
 :data:`LONG_WINDOWS` such windows long gets a timeline. A run with neither gets none, and the
-reason is reported.
+reason is reported. A timeline's decoder runs in a thread of its own and its windows go through
+the same locked network, a batch at a time, so other requests are served in between.
 """
 
 from __future__ import annotations
