@@ -1,6 +1,6 @@
 """`gateshift serve` in a real browser: headless Debian chromium driven by Playwright picks a
 video in the page, which shows the same top-1 as the API, the timeline and the pictures, and a
-clear message for a file that is not a video."""
+clear message for a dropped file that is not a video."""
 
 from __future__ import annotations
 
@@ -41,6 +41,16 @@ def upload_in_page(page: Any, url: str, video: Path) -> dict[str, Any]:
     }
 
 
+def drop_file(page: Any, name: str, text: str) -> None:
+    """Drop a file holding ``text`` on the page's drop zone, as a person dragging it would."""
+    transfer = page.evaluate_handle(
+        "([name, text]) => { const t = new DataTransfer(); "
+        "t.items.add(new File([text], name, { type: 'video/mp4' })); return t; }",
+        [name, text],
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+
+
 def test_the_page_shows_the_apis_top1(
     tiny_synthetic: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -55,10 +65,7 @@ def test_the_page_shows_the_apis_top1(
         try:
             page = browser.new_page(viewport=VIEWPORT)
             shown = upload_in_page(page, url, video)
-            page.set_input_files(
-                "#file",
-                files=[{"name": "notes.mp4", "mimeType": "video/mp4", "buffer": b"not a video"}],
-            )
+            drop_file(page, "notes.mp4", "not a video")  # dropped, not picked this time
             page.wait_for_selector("#error", state="visible")
             error = page.inner_text("#error")
         finally:
