@@ -7,6 +7,7 @@ Public API::
     gateshift.load_pretrained(model, "bn_inception-9f5701afb96c8044.pth")   # ImageNet weights
     gateshift.load_official_checkpoint(model, "something_BNInception_gsm_8.pth.tar")
     model = gateshift.load_model("runs/demo_gsm")   # a trained run, ready for inference
+    streamer = gateshift.Streamer(causal_model)     # logits = streamer.step(frame), one per frame
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateshift._version import __version__
+from gateshift.deploy.streaming import Streamer
 from gateshift.input_spec import InputSpec
 from gateshift.models import create_model, list_models
 from gateshift.models.weights import load_official_checkpoint, load_pretrained
@@ -36,6 +38,7 @@ def load_model(path: str | Path, *, device: str = "cpu", channels_last: bool = T
 
 __all__ = [
     "InputSpec",
+    "Streamer",
     "__version__",
     "create_model",
     "list_models",

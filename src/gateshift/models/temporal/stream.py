@@ -1,0 +1,208 @@
+"""The causal temporal modules one frame at a time, each with the state it needs from the past.
+
+:func:`stream_module` wraps a causal :class:`~.gsm.GateShift`, :class:`~.gsf.GateShiftFuse` or
+:class:`~.tsm.TemporalShift` in an adapter that takes ``(N, C, H, W)``: frame t of N streams,
+and returns what the module gives frame t of a clip holding all frames so far (the definitions
+are in :mod:`.causal`; frames before the first are zeros, as at a clip's start). The state, per
+stream, is exactly what the module's reach back needs, and nothing is recomputed:
+
+- **gate** (GSM, GSF): the 3-tap kernel reads ``U[t-2..t]``, ``U = relu(bn(X))``. Rather than
+  keep the two earlier gate inputs (2 x C channels) and convolve them again, each frame's ``U`` is
+  convolved once with all three taps, and what it owes the two next frames' gates is kept as two
+  pending sums, ``(N, 2, 2, H, W)``: the same terms, each computed once, a 2-plane state.
+- **shift** (GSM, GSF): the gated features the shift reaches, ``Y_1[t-1], Y_1[t-2]`` (half 1
+  takes t-2) and ``Y_2[t-1]`` (half 2 takes t-1), ``(N, C/2, H, W)`` each.
+- **fusion** (GSF): the spatial means of ``[S_k, R_k]`` of the two earlier frames, the time taps
+  of ``channel_conv_k``, ``(N, 2, 2, C'/2)`` per half.
+- **TSM**: fold 1 of frames t-1 and t-2, fold 2 of frame t-1.
+
+The adapters run the module's own parameters (no copy), in eval mode only (a training batch norm
+would normalise a single frame). :class:`gateshift.Streamer` puts them in place around one
+backbone pass per frame.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gateshift.models.temporal._time import same_format_as
+from gateshift.models.temporal.causal import SHIFT_BACK
+from gateshift.models.temporal.gsf import GateShiftFuse
+from gateshift.models.temporal.gsm import GateShift, merge_halves
+from gateshift.models.temporal.tsm import TemporalShift
+
+
+class _History:
+    """The last ``depth`` values of one per-stream tensor, zeros before the first frame."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        self.values: list[Tensor] = []  # newest first
+
+    def back(self, steps: int, like: Tensor) -> Tensor:
+        """The value ``steps`` frames ago (zeros while the stream is shorter)."""
+        if steps <= len(self.values):
+            return self.values[steps - 1]
+        return torch.zeros_like(like)
+
+    def push(self, value: Tensor) -> None:
+        self.values = [value, *self.values][: self.depth]
+
+
+class StreamAdapter(nn.Module):
+    """Base: checks each frame batch against the first one's shape; :meth:`reset` forgets."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        if not getattr(module, "causal", False):
+            raise ValueError(
+                f"{type(module).__name__} is not causal: it reads the next frame, so it cannot "
+                "stream; build the model with causal=True (train with model.causal=true)"
+            )
+        self.module = module
+        self._shape: tuple[int, ...] | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        self._shape = None
+
+    def _check(self, x: Tensor) -> None:
+        if x.dim() != 4:
+            raise ValueError(f"a streamed frame batch is (N, C, H, W), got {tuple(x.shape)}")
+        if self.module.training:
+            raise RuntimeError("streaming runs in eval mode; call model.eval() first")
+        shape = tuple(x.shape)
+        if self._shape is None:
+            self._shape = shape
+        elif shape != self._shape:
+            raise ValueError(
+                f"stream frames changed shape from {self._shape} to {shape} inside "
+                f"{type(self.module).__name__}; reset() the stream first"
+            )
+
+
+class _GateStream:
+    """The causal gate one frame at a time: pending sums the next two frames' gates receive."""
+
+    def __init__(self) -> None:
+        self.pending: Tensor | None = None  # (N, 2 groups, 2, H, W): for t+1, t+2
+
+    def step(self, frames: Tensor, module: GateShift | GateShiftFuse) -> Tensor:
+        """Gate planes ``(N, 2, H, W)`` of the current frame ``frames`` ``(N, C, H, W)``."""
+        conv = module.conv3D
+        u = F.relu(module.bn(frames))  # (N, C, H, W)
+        # row 3g + k of the weight is group g's tap k, read at t - 2 + k (see .causal)
+        taps = F.conv2d(u, conv.weight, None, padding=1, groups=2)  # (N, 6, H, W)
+        taps = taps.unflatten(1, (2, 3))  # (N, 2 groups, 3 taps, H, W)
+        pending = self.pending
+        if pending is None:
+            pending = torch.zeros_like(taps[:, :, :2])
+        gate = torch.tanh(taps[:, :, 2] + pending[:, :, 0] + conv.bias.view(1, 2, 1, 1))
+        later = torch.stack((pending[:, :, 1] + taps[:, :, 1], taps[:, :, 0]), dim=2)
+        self.pending = later  # what frames <= t give the gates of t+1 and t+2
+        return gate
+
+
+class _ShiftStream:
+    """Both halves' gated features as far back as their shift reaches (t-2 and t-1)."""
+
+    def __init__(self) -> None:
+        self.halves = [_History(SHIFT_BACK[0]), _History(SHIFT_BACK[1])]
+
+    def step(self, frames: Tensor, gate: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Shifted parts ``S_k`` and residuals ``R_k`` ``(N, C/2, H, W)`` of the current frame."""
+        c = frames.shape[1]
+        xg = frames.unflatten(1, (2, c // 2))  # (N, 2, C/2, H, W)
+        y = xg * gate.to(frames.dtype).unsqueeze(2)  # Y = G * X
+        shifted = []
+        for k, history in enumerate(self.halves):
+            shifted.append(history.back(SHIFT_BACK[k], y[:, k]))
+            history.push(y[:, k])
+        residual = xg - y
+        return shifted, [residual[:, 0], residual[:, 1]]
+
+
+class GateShiftStream(StreamAdapter):
+    """A causal GSM, one frame per call: ``(N, C, H, W)`` -> ``(N, C, H, W)``."""
+
+    module: GateShift
+
+    def reset(self) -> None:
+        super().reset()
+        self.gate, self.shift = _GateStream(), _ShiftStream()
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check(x)
+        shifted, residual = self.shift.step(x, self.gate.step(x, self.module))
+        z = torch.stack([s + r for s, r in zip(shifted, residual, strict=True)], dim=1)
+        # (N, 2, C/2, H, W) as a clip of one frame -> (N, C, H, W)
+        return same_format_as(merge_halves(z.unsqueeze(1), self.module.interleave), x)
+
+
+class GateShiftFuseStream(StreamAdapter):
+    """A causal GSF, one frame per call: ``(N, C, H, W)`` -> ``(N, C, H, W)``."""
+
+    module: GateShiftFuse
+
+    def reset(self) -> None:
+        super().reset()
+        self.gate, self.shift = _GateStream(), _ShiftStream()
+        self.pooled = [_History(2), _History(2)]  # per half: [S_k, R_k] means of t-1, t-2
+
+    def _fusion_weight(self, k: int, shifted: Tensor, residual: Tensor) -> Tensor:
+        """Half ``k``'s fusion weight ``(N, C'/2, 1, 1)`` from its means at t-2, t-1, t."""
+        conv = (self.module.channel_conv1, self.module.channel_conv2)[k]
+        now = torch.stack((shifted.mean((-2, -1)), residual.mean((-2, -1))), dim=1)  # (N, 2, C'/2)
+        history = self.pooled[k]
+        image = torch.stack((history.back(2, now), history.back(1, now), now), dim=-1)
+        history.push(now)
+        # image (N, 2, C'/2, 3 frames): the kernel's time taps see t-2, t-1, t
+        weight = torch.sigmoid(F.conv2d(image, conv.weight, conv.bias, padding=(1, 0)))
+        return weight[:, 0, :, :, None]  # (N, 1, C'/2, 1) -> (N, C'/2, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check(x)
+        c = self.module.processed
+        frames = x[:, :c]
+        shifted, residual = self.shift.step(frames, self.gate.step(frames, self.module))
+        fused = []
+        for k, (s, r) in enumerate(zip(shifted, residual, strict=True)):
+            w = self._fusion_weight(k, s, r).to(x.dtype)
+            fused.append(r + w * (s - r))
+        z = merge_halves(torch.stack(fused, dim=1).unsqueeze(1), self.module.interleave)
+        if c < self.module.channels:
+            z = torch.cat((z, x[:, c:]), dim=1)
+        return same_format_as(z, x)
+
+
+class TemporalShiftStream(StreamAdapter):
+    """A causal TSM, one frame per call: fold 1 from two frames back, fold 2 from one."""
+
+    module: TemporalShift
+
+    def reset(self) -> None:
+        super().reset()
+        self.folds = [_History(SHIFT_BACK[0]), _History(SHIFT_BACK[1])]
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check(x)
+        fold = x.shape[1] // self.module.shift_div
+        parts = []
+        for k, history in enumerate(self.folds):
+            now = x[:, k * fold : (k + 1) * fold]
+            parts.append(history.back(SHIFT_BACK[k], now))
+            history.push(now.clone())  # a view of the block's input, which later layers reuse
+        return same_format_as(torch.cat((*parts, x[:, 2 * fold :]), dim=1), x)
+
+
+def stream_module(module: nn.Module) -> StreamAdapter:
+    """The streaming adapter of a causal temporal module; an offline one is an error."""
+    if isinstance(module, GateShift):
+        return GateShiftStream(module)
+    if isinstance(module, GateShiftFuse):
+        return GateShiftFuseStream(module)
+    if isinstance(module, TemporalShift):
+        return TemporalShiftStream(module)
+    raise TypeError(f"no streaming adapter for {type(module).__name__}")
