@@ -126,6 +126,8 @@ def _frames_from_duration(container: Any, stream: Any, fps: float | None) -> int
     elif "DURATION" in stream.metadata:  # Matroska per-stream tag, "HH:MM:SS.nnnnnnnnn"
         h, m, s = stream.metadata["DURATION"].split(":")
         seconds = int(h) * 3600 + int(m) * 60 + float(s)
+        if stream.start_time and stream.time_base:  # the tag is the end time, not a length
+            seconds -= float(stream.start_time * stream.time_base)
     elif len(container.streams) == 1 and container.duration:
         seconds = container.duration / 1_000_000
     else:

@@ -37,7 +37,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from gateshift.data import _pyav
+from gateshift.data import _gop, _pyav
 from gateshift.data.records import BadVideoError, ClipReader, VideoDataset, VideoInfo, VideoRecord
 
 try:  # optional: ~2x faster JPEG decoding than PIL, identical pixels
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 ThreadType = Literal["AUTO", "FRAME", "SLICE"]
+DecodeMode = Literal["selective", "sequential"]
 
 
 def _check_indices(indices: Sequence[int], num_frames: int, path: Path) -> list[int]:
@@ -86,7 +87,11 @@ class VideoFileReader:
     cores this process may use). ``thread_type``: FFmpeg's threading (AUTO picks frame threads).
     ``seek_gap``: seek (to the keyframe before) when the next wanted frame is more than this
     many frames past the current position, instead of decoding through. ``skip_unneeded``:
-    do not decode non-reference frames that are not returned.
+    do not decode non-reference frames that are not returned. ``decode``: ``"selective"``
+    sends the decoder only the GOPs (key frame up to the wanted frame) that wanted frames need
+    (:mod:`gateshift.data._gop`), and falls back to ``"sequential"`` (every frame from the
+    start or a seek point up to the last one wanted) for a file where skipping is not safe.
+    ``frames_decoded`` counts the frames the decoder output, for benchmarks and tests.
     """
 
     def __init__(
@@ -96,6 +101,7 @@ class VideoFileReader:
         thread_type: ThreadType = "AUTO",
         seek_gap: int = 100,
         skip_unneeded: bool = True,
+        decode: DecodeMode = "selective",
     ) -> None:
         if seek_gap < 1:
             raise ValueError(f"seek_gap must be positive, got {seek_gap}")
@@ -103,6 +109,8 @@ class VideoFileReader:
         self.thread_type = thread_type
         self.seek_gap = seek_gap
         self.skip_unneeded = skip_unneeded
+        self.decode = decode
+        self._sequential: set[str] = set()  # files found unsafe to decode selectively
         self.frames_decoded = 0  # running total, for profiling and tests
         self._meta: dict[str, _pyav.VideoMeta] = {}
         self._reformatter: Any = None
@@ -155,25 +163,42 @@ class VideoFileReader:
         return _gather(buffer, wanted, order)
 
     def _decode(self, path: Path, meta: _pyav.VideoMeta, wanted: list[int]) -> dict[int, Any]:
-        for on_grid in (True, False):
-            with _pyav.open_video(path) as container:
-                ctx = container.streams.video[0].codec_context
-                ctx.thread_count = self.threads or _default_threads()
-                ctx.thread_type = self.thread_type
-                decoder = _pyav.Decoder(
-                    container, path, meta, seek_gap=self.seek_gap, skip=self.skip_unneeded
-                )
-                try:
-                    if on_grid:
-                        return decoder.decode_on_grid(wanted)
-                    return decoder.decode_counting(wanted)
-                except _pyav.OffGridError:
-                    log.debug("%s: timestamps off the frame grid; decoding by counting", path)
-                except av.error.FFmpegError as err:
-                    raise BadVideoError(path, f"corrupt: {_pyav.describe(err)}") from err
-                finally:
-                    self.frames_decoded += decoder.frames_decoded
-        raise AssertionError("unreachable")  # pragma: no cover
+        selective = self.decode == "selective" and self.skip_unneeded
+        modes = ["selective"] if selective and str(path) not in self._sequential else []
+        modes += ["grid", "counting"]
+        while True:
+            mode = modes.pop(0)
+            try:
+                return self._decode_with(mode, path, meta, wanted)
+            except _gop.UnsafeSkipError as err:
+                log.debug("%s: %s; decoding sequentially", path, err)
+                self._sequential.add(str(path))
+            except _pyav.OffGridError:
+                log.debug("%s: timestamps off the frame grid; decoding by counting", path)
+                modes = ["counting"]
+
+    def _decode_with(
+        self, mode: str, path: Path, meta: _pyav.VideoMeta, wanted: list[int]
+    ) -> dict[int, Any]:
+        with _pyav.open_video(path) as container:
+            ctx = container.streams.video[0].codec_context
+            ctx.thread_count = self.threads or _default_threads()
+            ctx.thread_type = self.thread_type
+            # After a refused selective walk, no seeking either: read the file from the start.
+            seek_gap = self.seek_gap if str(path) not in self._sequential else 1 << 62
+            decoder = _pyav.Decoder(
+                container, path, meta, seek_gap=seek_gap, skip=self.skip_unneeded
+            )
+            try:
+                if mode == "selective":
+                    return _gop.decode_selective(decoder, wanted)
+                if mode == "grid":
+                    return decoder.decode_on_grid(wanted)
+                return decoder.decode_counting(wanted)
+            except av.error.FFmpegError as err:
+                raise BadVideoError(path, f"corrupt: {_pyav.describe(err)}") from err
+            finally:
+                self.frames_decoded += decoder.frames_decoded
 
 
 class FrameFolderReader:
