@@ -83,6 +83,11 @@ def test_without_split_every_split_present_is_checked(
     assert "folder train at" in out and "folder val at" in out
     assert "all splits: items 9   ok 3   bad 6" in out and "[val] " in out
     assert "test: not checked (absent" in out
+    table = [line.split() for line in out.splitlines() if line.split()[:1] in (["train"], ["val"])]
+    assert table == [["train", "5", "2", "3"], ["val", "4", "1", "3"]]
+    code, one = run_json(capsys, ["data", "check", str(video_folder), "--split", "train"])
+    assert code == 0 and one["split"] == "train" and one["items"] == 5  # val left alone
+    assert all("/val/" not in b["path"] for b in one["bad"]) and len(one["bad"]) == 3
 
 
 def test_a_split_reading_the_same_list_as_another_is_checked_once(

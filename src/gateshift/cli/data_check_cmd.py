@@ -67,6 +67,9 @@ def _print_splits(result: SplitsReport) -> None:
         print()
     for split, why in result.not_checked.items():
         print(f"{split}: not checked ({why})")
+    print(f"{'split':<10} {'items':>7} {'ok':>7} {'bad':>7}")
+    for report in result.reports:
+        print(f"{report.split:<10} {report.items:>7} {report.ok:>7} {len(report.bad):>7}")
     print(f"all splits: items {result.items}   ok {result.ok}   bad {len(result.bad)}")
     if result.bad:
         print("bad items:")
