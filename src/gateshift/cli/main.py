@@ -23,6 +23,7 @@ from gateshift.cli import (
     predict_cmd,
     profile_cmd,
     serve_cmd,
+    stream_cmd,
     timeline_cmd,
     train_cmd,
 )
@@ -38,6 +39,7 @@ SUBCOMMANDS = (
     ensemble_cmd,
     predict_cmd,
     timeline_cmd,
+    stream_cmd,
     explain_cmd,
     diagnose_cmd,
     serve_cmd,
