@@ -98,3 +98,19 @@ def test_offline_models_and_bad_frames_are_refused() -> None:
     streamer.step(torch.randn(3, 32, 32))
     with pytest.raises(ValueError, match="reset"):
         streamer.step(torch.randn(3, 40, 40))
+
+
+def test_explain_records_the_causal_gate() -> None:
+    from gateshift.deploy.gates import capture_gates
+
+    model = causal_model("resnet18_gsm", segments=4)
+    clips = torch.randn(1, 4, 3, 32, 32)
+    changed = clips.clone()
+    changed[:, 2:] = torch.randn_like(changed[:, 2:])
+    gates = []
+    for x in (clips, changed):
+        with capture_gates(model) as records, torch.no_grad():
+            model(x)
+        gates.append(torch.cat([r.gate.flatten(2) for r in records], dim=2))  # (N, T, ...)
+    assert torch.equal(gates[0][:, :2], gates[1][:, :2])  # frames 0, 1 never see 2, 3
+    assert not torch.equal(gates[0][:, 2:], gates[1][:, 2:])

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from gateshift.models.temporal._time import split_time
+from gateshift.models.temporal.causal import causal_gate
 from gateshift.models.temporal.gsf import GateShiftFuse
 from gateshift.models.temporal.gsm import GateShift, spatiotemporal_gate
 
@@ -97,7 +98,8 @@ def _record(name: str, records: list[ModuleGates], module: nn.Module, args: Any)
     t = module.num_segments
     with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
         frames = x[:, :gated].float()  # (N*T, C', H, W)
-        gate = spatiotemporal_gate(frames, module.bn, module.conv3D, t)  # (N, T, 2, H, W)
+        gate_of = causal_gate if module.causal else spatiotemporal_gate
+        gate = gate_of(frames, module.bn, module.conv3D, t)  # (N, T, 2, H, W)
         halves = split_time(frames.abs(), t).unflatten(2, (2, gated // 2))  # (N, T, 2, C'/2, H, W)
         rest = x[:, gated:].float().abs().sum((1, 2, 3))  # (N*T,): GSF's untouched channels
         records.append(
