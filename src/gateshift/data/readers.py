@@ -10,11 +10,19 @@ loaders silently replace an unreadable frame with frame 1).
 follow are fastest on that layout, so no copy is spent on reordering. ``.contiguous()`` gives
 NCHW memory where needed.
 
-Measured on one core of the 2-core dev container (PyAV 18 / FFmpeg 8, simplejpeg 1.9), 8 frames
-per clip sampled across it. 4 s 12 fps 427x240 VP9 webm (Something-Something V2 style): ~12 ms a
-clip, of which decoding ~11.3 ms (every frame up to the last one asked for; VP9 has no skippable
-frames; the keyframe alone ~2 ms), container open 0.13, demux 0.15, RGB conversion of the 8
-returned frames 0.37. The same content as H.264 mp4: ~12 ms (decode 13.7 ms without skipping,
+Decoding is selective (:mod:`gateshift.data._gop`): only the GOPs holding wanted frames are
+decoded, from their key frame up to the last wanted frame, unwanted non-reference frames skipped,
+bit-exact to a full decode. What that saves depends on the encoding: on a 5 s 602x256 H.264 clip
+with x264's default 250-frame GOP (one key frame) every reference frame up to the last sample is
+still needed, so it matches sequential decoding (8.0 frames decoded per frame returned, 14.8 with
+nothing skipped); at a 1 s GOP it is 1.13-1.22x faster, at a 6-frame GOP 2.7x
+(``benchmarks/video_reader.py``, clips per CPU second on a loaded 2-core AMD EPYC).
+
+Earlier profile, on one core of the 2-core dev container (PyAV 18 / FFmpeg 8, simplejpeg 1.9), 8
+frames per clip sampled across it. 4 s 12 fps 427x240 VP9 webm (Something-Something V2 style):
+~12 ms a clip, of which decoding ~11.3 ms (every frame up to the last one asked for, one GOP;
+VP9 has no skippable frames; the keyframe alone ~2 ms), container open 0.13, demux 0.15, RGB
+conversion of the 8 returned frames 0.37. The same content as H.264 mp4: ~12 ms (decode 13.7 ms without skipping,
 11.3 ms with the unwanted B-frames skipped). So the video path is decode-bound (~93%); the
 reader's own overhead is under 1 ms. A 250-frame folder of 602x256 JPEGs: ~4.8 ms for 8 frames
 with simplejpeg, ~7.6 ms with PIL (same pixels).
