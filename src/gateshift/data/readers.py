@@ -22,10 +22,10 @@ Earlier profile, on one core of the 2-core dev container (PyAV 18 / FFmpeg 8, si
 frames per clip sampled across it. 4 s 12 fps 427x240 VP9 webm (Something-Something V2 style):
 ~12 ms a clip, of which decoding ~11.3 ms (every frame up to the last one asked for, one GOP;
 VP9 has no skippable frames; the keyframe alone ~2 ms), container open 0.13, demux 0.15, RGB
-conversion of the 8 returned frames 0.37. The same content as H.264 mp4: ~12 ms (decode 13.7 ms without skipping,
-11.3 ms with the unwanted B-frames skipped). So the video path is decode-bound (~93%); the
-reader's own overhead is under 1 ms. A 250-frame folder of 602x256 JPEGs: ~4.8 ms for 8 frames
-with simplejpeg, ~7.6 ms with PIL (same pixels).
+conversion of the 8 returned frames 0.37. The same content as H.264 mp4: ~12 ms (decode 13.7 ms
+without skipping, 11.3 ms with the unwanted B-frames skipped). So the video path is decode-bound
+(~93%); the reader's own overhead is under 1 ms. A 250-frame folder of 602x256 JPEGs: ~4.8 ms for
+8 frames with simplejpeg, ~7.6 ms with PIL (same pixels).
 """
 
 from __future__ import annotations
