@@ -11,10 +11,15 @@ is its motion done 2 to 4 times in a row, each time exactly a clip of the traini
 distribution (:func:`~gateshift.data.synthetic.trajectory` over ``num_frames`` frames, new
 geometry and motion magnitudes each time): every change of the training clips spans their
 whole length and cannot go on for longer (an object moving on would leave the frame, a growing
-one would fill it, a fade is over), so a longer action repeats. A stretch of the video as
-long as a training clip therefore looks like a training clip of its class wherever it starts
-inside an action, and like the join of two classes across a change of action. The seed of
-video ``i`` depends on (seed, i) only and differs from every train and val clip's.
+one would fill it, a fade is over), so a longer action repeats. A stretch of the video as long
+as a training clip looks exactly like a training clip of its class only where it starts on a
+repetition; one that straddles the join of two repetitions sees the motion start again (a fade
+from invisible, a new object geometry), which no training clip shows. Measured with the demo
+recipe's GSM (``configs/demo.yaml``, 90.9 % validation top-1) on ``--long 6``: windows starting
+on a repetition were right 91 % of the time, straddling ones 49 % (fades: 10 of 69), frame
+accuracy 0.84. A real video's long action is one continuous motion, so this data is harder on
+a timeline than the action lengths alone suggest. The seed of video ``i`` depends on (seed, i)
+only and differs from every train and val clip's.
 """
 
 from __future__ import annotations
