@@ -19,7 +19,10 @@ DEMO = Path(__file__).parents[2] / "configs" / "demo.yaml"
 @pytest.mark.slow
 def test_demo_gsm_recovers_the_long_videos(tmp_path: Path) -> None:
     """``configs/demo.yaml`` trained on the embedded dataset (about 15-25 minutes on 2 cores),
-    then ``gateshift timeline --truth`` on 6 long videos: frame accuracy >= 0.85 on average."""
+    then ``gateshift timeline --truth`` on 6 long videos: frame accuracy >= 0.85 on average.
+
+    Not met yet: the shared run of this recipe measured 0.840 (see ``synthetic_long``'s docstring
+    for where it is lost: windows that straddle the join of two repetitions)."""
     data = tmp_path / "data"
     generate(data, seed=0, force=True)
     videos = generate_long(data, 6, seed=0)
