@@ -135,10 +135,19 @@ class GateShiftStream(StreamAdapter):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
-        shifted, residual = self.shift.step(x, self.gate.step(x, self.module))
-        z = torch.stack([s + r for s, r in zip(shifted, residual, strict=True)], dim=1)
-        # (N, 2, C/2, H, W) as a clip of one frame -> (N, C, H, W)
-        return same_format_as(merge_halves(z.unsqueeze(1), self.module.interleave), x)
+        gate = self.gate.step(x, self.module)  # (N, 2, H, W)
+        n, c, h, w = x.shape
+        # channels last (the backbone's layout): one copy for the interleave, none otherwise
+        xg = x.permute(0, 2, 3, 1).unflatten(3, (2, c // 2))  # (N, H, W, 2, C/2), a view
+        y = xg * gate.to(x.dtype).permute(0, 2, 3, 1).unsqueeze(4)  # Y = G * X
+        z = xg - y  # R
+        for k, history in enumerate(self.shift.halves):
+            z[:, :, :, k] += history.back(SHIFT_BACK[k], y[:, :, :, k])  # S_k + R_k
+            history.push(y[:, :, :, k])
+        if self.module.interleave:  # new channel 2b + a of a half holds old channel a*C/4 + b
+            z = z.unflatten(4, (2, c // 4)).transpose(4, 5)  # (N, H, W, 2, C/4, 2)
+        out = z.reshape(n, h, w, c).permute(0, 3, 1, 2)  # (N, C, H, W), channels_last
+        return same_format_as(out, x)
 
 
 class GateShiftFuseStream(StreamAdapter):

@@ -1,0 +1,113 @@
+"""Streaming cost: ``Streamer.step`` per frame against re-running a sliding clip per output.
+
+    python benchmarks/streaming.py [--models mobilenetv2_gsm resnet50_gsm] [--steps 32]
+
+For each model (random weights, 224 px, 8 segments) and precision (fp32, bf16 autocast), on
+``--threads`` torch threads (default 2):
+
+* ``stream``: the causal model (``causal=True``) under :class:`gateshift.Streamer`, one
+  ``step(frame)`` per output: per-frame latency (median, 90th percentile) and the sustained rate
+  (``--steps`` steps over their total time), after a warm-up of ``num_segments`` steps;
+* ``sliding``: what a live demo without streaming does (MMAction2's webcam demo): the offline
+  model (the published GSM, its fastest inference path) re-run on the last 8 frames for every
+  output, ``--clips`` timed runs after one warm-up;
+* ``ratio``: stream latency / sliding latency per output (the issue's target: <= 1/6), and
+  whether MobileNetV2 GSM streams at >= 30 frames/s.
+
+Preprocessing and decoding are not timed (the frames are random tensors already normalised):
+this measures the network. Numbers depend on the machine and how busy it is; the load average
+is printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+import gateshift
+
+
+def _autocast(precision: str) -> Any:
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _model(name: str, causal: bool, size: int) -> gateshift.models.recognizer.Recognizer:
+    torch.manual_seed(0)
+    model = gateshift.create_model(name, num_classes=174, num_segments=8, causal=causal)
+    return model.eval().to(memory_format=torch.channels_last)
+
+
+def time_stream(name: str, precision: str, size: int, steps: int) -> dict[str, float]:
+    streamer = gateshift.Streamer(_model(name, True, size))
+    frames = torch.randn(steps + 8, 3, size, size)
+    latencies = []
+    with torch.inference_mode(), _autocast(precision):
+        for frame in frames[:8]:  # warm-up: the state fills, oneDNN picks its kernels
+            streamer.step(frame)
+        begin = time.perf_counter()
+        for frame in frames[8:]:
+            start = time.perf_counter()
+            streamer.step(frame)
+            latencies.append(time.perf_counter() - start)
+        total = time.perf_counter() - begin
+    latencies.sort()
+    return {
+        "median_ms": 1000 * statistics.median(latencies),
+        "p90_ms": 1000 * latencies[int(0.9 * (len(latencies) - 1))],
+        "fps": steps / total,
+    }
+
+
+def time_sliding(name: str, precision: str, size: int, clips: int) -> float:
+    """Median seconds per output of the offline model on an 8-frame clip."""
+    model = _model(name, False, size)
+    clip = torch.randn(1, 8, 3, size, size).contiguous()
+    times = []
+    with torch.inference_mode(), _autocast(precision):
+        model(clip)  # warm-up
+        for _ in range(clips):
+            start = time.perf_counter()
+            model(clip)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["mobilenetv2_gsm", "resnet50_gsm"])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--steps", type=int, default=32, help="timed stream steps")
+    parser.add_argument("--clips", type=int, default=4, help="timed sliding-clip runs")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or 'cpu'}, "
+          f"{args.size} px, 8 segments, random weights")  # fmt: skip
+    print("| model | precision | stream ms/frame (median, p90) | stream frames/s | sliding "
+          "8-frame ms/output | stream / sliding |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for name in args.models:
+        for precision in args.precisions:
+            s = time_stream(name, precision, args.size, args.steps)
+            sliding = time_sliding(name, precision, args.size, args.clips)
+            ratio = s["median_ms"] / (1000 * sliding)
+            print(
+                f"| {name} causal | {precision} | {s['median_ms']:.1f}, {s['p90_ms']:.1f} | "
+                f"{s['fps']:.1f} | {1000 * sliding:.1f} | 1/{1 / ratio:.1f} |",
+                flush=True,
+            )
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()
