@@ -152,3 +152,30 @@ def test_a_file_read_error_is_not_retried(monkeypatch: pytest.MonkeyPatch, video
     with pytest.raises(SourceError, match="read failed"):
         list(LiveSource("/dev/video7"))
     assert torch.is_tensor(next(iter(LiveSource(str(video))))[1])
+
+
+def test_block_ends_are_the_offline_causal_clip_scores(
+    tiny_synthetic: Path, video: Path, tmp_path: Path
+) -> None:
+    from gateshift.data.transforms import build_eval_transform
+    from gateshift.deploy.stream_run import stream
+    from gateshift.inference.scoring import top_classes
+
+    # TSM: its shift mixes frames whatever the weights (a new GSM's gates are closed)
+    overrides = ["model.causal=true", "model.name=resnet18_tsm"]
+    causal_run = _with_clips(make_run(tmp_path, tiny_synthetic, overrides)[0])
+    outputs: list[Any] = []
+    stream(causal_run, str(video), outputs.append, top_k=3)  # reset and smooth: num_segments=4
+    bundle = load_bundle(causal_run)
+    transform = build_eval_transform(bundle.input_spec, num_crops=1)
+    fed = [rgb for n, (_, rgb) in enumerate(LiveSource(str(video))) if n % 3 == 0]
+    clip = torch.stack([transform(f[None], (), torch.Generator())[0][0, 0] for f in fed[4:8]])
+    with torch.no_grad():
+        expected = top_classes(bundle.model(clip[None])[0], bundle.classes, 3)
+    got = outputs[7].top  # fed frame 8: the end of the second block, frames 5..8
+    assert [name for name, _, _ in got[0]] == [name for name, _, _ in expected[0]]
+    probs = [p for _, _, p in got[0]]
+    assert probs == pytest.approx([p for _, _, p in expected[0]], rel=1e-5, abs=0)
+    unreset: list[Any] = []
+    stream(causal_run, str(video), unreset.append, top_k=3, reset=0)
+    assert [p for _, _, p in unreset[7].top[0]] != pytest.approx(probs, rel=1e-5, abs=0)

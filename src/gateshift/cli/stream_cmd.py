@@ -18,7 +18,11 @@ DESCRIPTION = (
     "sampling, frame_interval frames at the training videos' frame rate. --stride overrides "
     "it. OUTPUT: every --every fed frames one line, the mean of the last --smooth per-frame "
     "logits (default num_segments, the clip consensus the model was trained with), top-k "
-    "classes; --jsonl prints JSON lines ({time, frame, top}), --jsonl FILE writes them. A file "
+    "classes. RESETS: the model was trained on clips of num_segments frames starting from "
+    "zeros, so by default the stream starts afresh every num_segments fed frames (--reset): "
+    "the last output of each block is that clip's score (--every num_segments prints only "
+    "those); --reset 0 keeps the whole history. --jsonl prints JSON lines ({time, frame, "
+    "top}), --jsonl FILE writes them. A file "
     "ends at its end; a network source that drops or stalls reconnects with exponential "
     "back-off (--retries attempts without a frame, then an error); at the end the frames per "
     "second sustained are reported."
@@ -62,6 +66,13 @@ def register(sub: Any) -> None:
         help="seconds between fed frames (default: from the bundle, above)",
     )
     p.add_argument(
+        "--reset",
+        type=int,
+        metavar="N",
+        help="start afresh every N fed frames (default num_segments: each block's last output "
+        "is the clip score the model was trained on; 0: never)",
+    )
+    p.add_argument(
         "--retries", type=int, default=5, help="network reconnection attempts in a row (default 5)"
     )
     p.add_argument("--max-outputs", type=int, metavar="N", help="stop after N outputs")
@@ -97,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
             smooth=args.smooth,
             top_k=args.top_k,
             stride_s=args.stride,
+            reset=args.reset,
             retries=args.retries,
             device=args.device,
             max_outputs=args.max_outputs,
