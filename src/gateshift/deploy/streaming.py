@@ -14,7 +14,10 @@ checks 1e-5). Training averaged the logits of ``num_segments`` frames (average c
 :meth:`Streamer.smoothed` gives the mean of the last ``k`` per-frame logits (default
 ``num_segments``), the streaming counterpart of a clip's score. It is not the score of an
 offline clip of those frames: in the stream, features also see the frames before the window,
-where a clip starts from zeros.
+where a clip starts from zeros. A model trained on clips drifts when fed an unbounded history;
+calling :meth:`Streamer.reset` every ``num_segments`` frames makes each block's last
+``smoothed()`` exactly the offline causal clip score (``gateshift stream`` does so by default,
+:mod:`gateshift.deploy.stream_run`).
 
 The streamer is not thread-safe (it swaps modules of the model in place during a step, and puts
 the model in eval mode). TSN has no temporal module: its frames are independent, so it streams
