@@ -158,3 +158,28 @@ def test_int8_of_a_run_without_its_training_data_is_a_clear_error(
     err = capsys.readouterr().err
     assert "int8 calibration needs the training split" in err and "data.root" in err
     assert not (run / "export" / "model.onnx").exists()
+
+
+def test_average_pools_become_exact_depthwise_convolutions_for_int8() -> None:
+    from onnx import TensorProto, helper
+
+    from gateshift.deploy._onnx_rewrite import pools_as_depthwise_convs
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 5, 6])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 5, 6])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 3, 3, 3])
+    pool = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1)
+    nodes = [
+        helper.make_node("AveragePool", ["x"], ["y"], name="p1", strides=[1, 1], **pool),
+        helper.make_node("AveragePool", ["y"], ["z"], name="p2", strides=[2, 2], **pool),
+    ]
+    graph = helper.make_graph(nodes, "g", [x], [z], value_info=[y])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    import onnxruntime as ort
+
+    feed = {"x": torch.randn(2, 3, 5, 6).numpy()}
+    want = ort.InferenceSession(proto.SerializeToString()).run(None, feed)[0]
+    assert pools_as_depthwise_convs(proto) == 1  # the stride-2 pool is not a plain conv
+    assert [n.op_type for n in proto.graph.node] == ["Conv", "AveragePool"]
+    got = ort.InferenceSession(proto.SerializeToString()).run(None, feed)[0]
+    torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(want))

@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from gateshift._version import __version__
+from gateshift.deploy._onnx_rewrite import pools_as_depthwise_convs
 from gateshift.inference.bundle import Bundle, load_bundle, load_bundle_config
 from gateshift.inference.onnx_runtime import (
     METADATA_KEY,
@@ -330,7 +331,10 @@ def _to_int8(path: Path, calibration: Tensor) -> None:
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".quant.") as folder:
         prepared = Path(folder) / "prepared.onnx"
         quant_pre_process(str(path), str(prepared))
-        float_nodes = _float_nodes(onnx.load(str(prepared)))
+        proto = onnx.load(str(prepared))
+        if pools_as_depthwise_convs(proto):  # fast int8 kernels (see _onnx_rewrite)
+            onnx.save(proto, str(prepared))
+        float_nodes = _float_nodes(proto)
         quantize_static(
             str(prepared),
             str(path),
@@ -348,6 +352,10 @@ def _to_int8(path: Path, calibration: Tensor) -> None:
         raise RuntimeError(f"int8 quantisation dropped the {METADATA_KEY!r} metadata of {path}")
 
 
+#: op types int8 leaves in float (see :func:`_float_nodes`)
+FLOAT_OPS = ("BatchNormalization",)
+
+
 def _float_nodes(proto: Any) -> list[str]:
     """Nodes int8 leaves in float: the gates' convolutions (their tanh planes scale every
     shifted feature; a grouped 3x3 with 6 outputs, or a 3-D one in older files) and the batch
@@ -363,7 +371,7 @@ def _float_nodes(proto: Any) -> list[str]:
     return [
         n.name
         for n in proto.graph.node
-        if (n.op_type == "Conv" and gate_conv(n)) or n.op_type == "BatchNormalization"
+        if (n.op_type == "Conv" and gate_conv(n)) or n.op_type in FLOAT_OPS
     ]
 
 

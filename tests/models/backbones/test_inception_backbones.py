@@ -99,7 +99,9 @@ def _ours(model: nn.Module, layers: tuple[CaffeLayer, ...]) -> list[tuple[Any, .
             geometry = (conv.out_channels, conv.kernel_size, conv.stride, conv.padding)
         elif layer.op == "Pooling":
             pool = model.get_submodule(layer.name)
-            assert isinstance(pool, nn.MaxPool2d | nn.AvgPool2d) and pool.ceil_mode
+            assert isinstance(pool, nn.MaxPool2d | nn.AvgPool2d)
+            # Caffe rounds sizes up; at stride 1 rounding cannot change a size and is off
+            assert pool.ceil_mode == (layer.stride != (1, 1))
             mode = "max" if isinstance(pool, nn.MaxPool2d) else "ave"
             assert mode == "max" or pool.count_include_pad
             geometry = (mode, pool.kernel_size, pool.stride, pool.padding)

@@ -19,8 +19,9 @@ program compiled once at construction:
   Inception nets): no other branch can see the overwrite, and BN's backward does not need its
   output. Any other ReLU runs out of place.
 
-Pooling follows Caffe: output sizes round up (``ceil_mode=True``) and average pooling divides by
-the window clipped to the padded input (``count_include_pad=True``), which is what PyTorch computes.
+Pooling follows Caffe: output sizes round up (``ceil_mode=True``, where a stride makes it
+matter) and average pooling divides by the window clipped to the padded input
+(``count_include_pad=True``), which is what PyTorch computes.
 (PyTorch also drops a last window that would start past the input when there is no padding;
 Caffe keeps it, but that window only exists when stride > kernel, which no Inception pool has.)
 """
@@ -80,11 +81,15 @@ def _make_module(layer: CaffeLayer, in_channels: int) -> nn.Module | None:
     if layer.op == "BN":
         return nn.BatchNorm2d(in_channels)
     if layer.op == "Pooling":
+        # rounding up only changes sizes when a stride skips; at stride 1 it is dropped, the
+        # same outputs, because ONNX Runtime runs a ceil-mode pool on a slow generic kernel
+        # (BN-Inception's stride-1 average pools: 28% of its fp32 latency there, measured)
+        ceil = layer.stride != (1, 1)
         if layer.mode == "max":
-            return nn.MaxPool2d(layer.kernel, layer.stride, layer.pad, ceil_mode=True)
+            return nn.MaxPool2d(layer.kernel, layer.stride, layer.pad, ceil_mode=ceil)
         if layer.mode == "ave":
             return nn.AvgPool2d(
-                layer.kernel, layer.stride, layer.pad, ceil_mode=True, count_include_pad=True
+                layer.kernel, layer.stride, layer.pad, ceil_mode=ceil, count_include_pad=True
             )
         raise ValueError(f"Pooling {layer.name!r} has unknown mode {layer.mode!r}")
     if layer.op in ("ReLU", "Concat"):
