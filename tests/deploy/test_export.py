@@ -165,6 +165,24 @@ def test_each_temporal_module_alone_exports_exactly(
         assert float((got - want).abs().max() / want.abs().max()) < 1e-5
 
 
+@pytest.mark.parametrize("kind", ["gsm", "gsf", "tsm"])
+def test_causal_modules_export_exactly(kind: str, tmp_path: Path) -> None:
+    from gateshift.models.temporal import make_temporal
+
+    from ..models.temporal.helpers import random_frames, randomise
+
+    module = randomise(make_temporal(kind, 16, num_segments=4, causal=True)).eval()
+    x = random_frames(2, 4, 16)
+    got = _module_onnx(module, x, tmp_path / f"causal_{kind}.onnx")(x)
+    with torch.inference_mode():
+        want = module(x)
+        offline = randomise(make_temporal(kind, 16, num_segments=4)).eval()
+        offline.load_state_dict(module.state_dict())
+        other = offline(x)
+    assert float((got - want).abs().max() / want.abs().max()) < 1e-5
+    assert float((other - want).abs().max() / want.abs().max()) > 1e-3  # really the causal one
+
+
 @pytest.mark.parametrize("name", ["resnet18_tsm", "mobilenetv2_gsf"])
 def test_other_families_export_with_parity(name: str, tmp_path: Path) -> None:
     model = create_model(name, num_classes=3, num_segments=2).eval()
