@@ -57,6 +57,23 @@ def test_forced_gates_come_out_as_set(bias: tuple[float, float]) -> None:
     assert not gsm._forward_pre_hooks  # and the hook is gone
 
 
+@pytest.mark.parametrize("causal", [False, True], ids=["offline", "causal"])
+def test_plane_offsets_say_where_the_gated_half_goes(causal: bool) -> None:
+    gsm = GateShift(8, T, interleave=False, causal=causal).eval()
+    x = torch.randn(T, 8, 5, 6)
+    for plane in (BACKWARD, FORWARD):  # open one plane fully (tanh(30) == 1), close the other
+        _force_gate(gsm, (30.0, -30.0) if plane == BACKWARD else (-30.0, 30.0))
+        model = nn.Sequential(nn.Identity(), gsm)
+        with capture_gates(model) as gates:
+            z = model(x)
+        offset = gates[0].offsets()[plane]
+        assert gates[0].causal == causal and offset == ((2, 1) if causal else (-1, 1))[plane]
+        half = slice(0, 4) if plane == BACKWARD else slice(4, 8)
+        for t in range(T):  # the half's features at frame t arrive at frame t + offset
+            if 0 <= t + offset < T:
+                torch.testing.assert_close(z[t + offset, half], x[t, half])
+
+
 def test_gate_pattern_follows_the_input() -> None:
     """An identity gate BN and a conv that reads one channel per plane: G = tanh(relu(x_c))."""
     gsm = GateShift(8, T).eval()

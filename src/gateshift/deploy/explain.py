@@ -171,6 +171,9 @@ def _report(
                 "kept": shares.kept,
                 "mean_gate_forward": opened[0],
                 "mean_gate_backward": opened[1],
+                # where each plane's gated half goes, in frames from t ("backward" and
+                # "forward" name the planes; a causal module sends both to later frames)
+                "offsets": dict(zip(("backward", "forward"), g.offsets(), strict=True)),
             }
         )
     note = None if result.gates else NO_GATES.format(model=model.name, temporal=model.temporal)
@@ -209,7 +212,7 @@ def write_pictures(
     files["gradcam"] = "gradcam.png"
     gate_rows = [("frames", list(frames))]
     for g in result.gates:
-        for plane, word in ((BACKWARD, "bwd"), (FORWARD, "fwd")):
+        for plane, word in zip((BACKWARD, FORWARD), g.plane_labels(), strict=True):
             heat = g.gate[0, :, plane].abs()  # (T, H, W)
             maps = [plots.overlay(f, h) for f, h in zip(frames, heat, strict=True)]
             gate_rows.append((f"{short_name(g.name)} {word}"[-20:], maps))
@@ -217,7 +220,10 @@ def write_pictures(
         plots.save_png(folder / "gates.png", plots.grid_image(gate_rows, size, plots.GATE_LEGEND))
         names = [short_name(g.name) for g in result.gates]
         shares = [(s.forward, s.backward, s.kept) for s in (g.shares() for g in result.gates)]
-        plots.plot_routing(folder / "routing.png", names, shares, title=f"{title}: routing")
+        labels = ("to t+1", "to t+2") if result.gates[0].causal else ("forward", "backward")
+        plots.plot_routing(
+            folder / "routing.png", names, shares, title=f"{title}: routing", labels=labels
+        )
         files |= {"gates": "gates.png", "routing": "routing.png"}
     if animation:
         files |= _write_animation(folder, frames, cam_rows, gate_rows, size)

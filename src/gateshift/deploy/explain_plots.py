@@ -165,9 +165,15 @@ def save_mp4(path: Path, frames: Sequence[np.ndarray], *, fps: float = 2.0) -> s
 
 
 def plot_routing(
-    path: Path, names: Sequence[str], shares: Sequence[tuple[float, float, float]], *, title: str
+    path: Path,
+    names: Sequence[str],
+    shares: Sequence[tuple[float, float, float]],
+    *,
+    title: str,
+    labels: tuple[str, str] = ("forward", "backward"),
 ) -> None:
-    """Stacked horizontal bars per module: (forward, backward, kept) fractions."""
+    """Stacked horizontal bars per module: (forward, backward, kept) fractions; ``labels``
+    name the first two (a causal module sends both to later frames)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,7 +183,7 @@ def plot_routing(
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.6))
     left = np.zeros(len(names))
     for j, (label, colour) in enumerate(
-        zip(("forward", "backward", "kept"), ("tab:red", "tab:blue", "0.8"), strict=True)
+        zip((*labels, "kept"), ("tab:red", "tab:blue", "0.8"), strict=True)
     ):
         ax.barh(range(len(names)), values[:, j], left=left, color=colour, label=label)
         left += values[:, j]

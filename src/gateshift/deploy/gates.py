@@ -69,6 +69,17 @@ class ModuleGates:
     gate: Tensor  # (N, T, 2, H, W) float32 in [-1, 1]; planes BACKWARD, FORWARD
     magnitude: Tensor  # (N, T, 2, H, W): sum of |x| over each plane's channel half
     untouched: Tensor  # (N,): sum of |x| over GSF's unprocessed channels (zeros for GSM)
+    causal: bool = False  # a causal module: both planes send their half to later frames
+
+    def offsets(self) -> tuple[int, int]:
+        """Frames the gated half of plane (BACKWARD, FORWARD) at ``t`` moves to, minus ``t``:
+        offline GSM/GSF send plane 1 to ``t-1`` and plane 2 to ``t+1``; a causal module (whose
+        halves read ``t-2`` and ``t-1``) sends them to ``t+2`` and ``t+1``."""
+        return (2, 1) if self.causal else (-1, 1)
+
+    def plane_labels(self) -> tuple[str, str]:
+        """Short labels of the two planes for pictures: where their gated half goes."""
+        return ("t+2", "t+1") if self.causal else ("bwd", "fwd")
 
     def shares(self) -> RoutingShares:
         """The routing shares of the module docstring, over all recorded clips."""
@@ -111,6 +122,7 @@ def _record(name: str, records: list[ModuleGates], module: nn.Module, args: Any)
                 gate=gate.detach().cpu(),
                 magnitude=halves.sum(3).cpu(),
                 untouched=rest.view(-1, t).sum(1).cpu(),  # (N,)
+                causal=bool(module.causal),
             )
         )
 
