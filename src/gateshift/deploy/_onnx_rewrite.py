@@ -43,6 +43,7 @@ def _as_depthwise(node: Any, channels: int) -> tuple[Any, Any] | None:
     exact = (
         len(kernel) == 2
         and list(a.get("strides", [1, 1])) == [1, 1]
+        and list(a.get("dilations", [1, 1])) == [1, 1]
         and a.get("count_include_pad", 0) == 1
         and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
     )
