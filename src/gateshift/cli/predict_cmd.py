@@ -64,15 +64,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--workers decodes for --out; give --out FILE")
     from gateshift.deploy.predict import predict
 
-    results = predict(
-        args.run,
-        args.videos,
-        view_overrides(args),
-        backend=args.backend,
-        onnx=args.onnx,
-        top_k=args.top_k,
-        device=args.device,
-    )
+    results = predict(args.run, args.videos, view_overrides(args), **_network_options(args))
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
     else:
@@ -87,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
     return 1 if all(r.error for r in results) else 0
 
 
+def _network_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options single-video and folder prediction share: backend, file, top-k, device."""
+    return {"backend": args.backend, "onnx": args.onnx, "top_k": args.top_k, "device": args.device}
+
+
 def _run_folder(args: argparse.Namespace) -> int:
     from gateshift.deploy.predict_folder import predict_folder
 
@@ -97,10 +94,7 @@ def _run_folder(args: argparse.Namespace) -> int:
         args.videos,
         args.out,
         view_overrides(args),
-        backend=args.backend,
-        onnx=args.onnx,
-        top_k=args.top_k,
-        device=args.device,
+        **_network_options(args),
         workers=args.workers,
         batch_size=args.batch_size,
         progress=not args.no_progress,
