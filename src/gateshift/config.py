@@ -88,6 +88,7 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on GPU, else fp32
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
     channels_last: bool = True  # channels_last memory format (same results, faster convolutions)
+    compile: bool = False  # run the training forward through torch.compile (benchmarks/compile.py)
     eval_every: int = 1  # validate every k epochs (0: never)
     checkpoint_every: int = 0  # also checkpoint every N optimiser steps (0: epochs only)
     keep_checkpoints: int = 2  # step/epoch checkpoints kept besides last and best

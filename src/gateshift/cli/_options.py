@@ -65,7 +65,8 @@ def view_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def add_backend_options(p: argparse.ArgumentParser) -> None:
-    """``--backend torch|onnxruntime|openvino`` and ``--onnx FILE`` (evaluate, predict)."""
+    """``--backend torch|onnxruntime|openvino``, ``--onnx FILE`` and ``--compile`` (evaluate,
+    predict)."""
     p.add_argument(
         "--backend",
         default="torch",
@@ -78,4 +79,12 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--onnx",
         help="with --backend onnxruntime/openvino: the file (default RUN/export/model.onnx)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help=(
+            "torch backend: run the model through torch.compile (inductor, or the backend "
+            "$GATESHIFT_COMPILE_BACKEND names); the first batch waits for compilation"
+        ),
     )

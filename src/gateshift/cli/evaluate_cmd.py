@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         backend=args.backend,
         onnx=args.onnx,
+        compile=args.compile,
     )
     m = report.metrics
     print(

@@ -80,8 +80,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _network_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The options single-video and folder prediction share: backend, file, top-k, device."""
-    return {"backend": args.backend, "onnx": args.onnx, "top_k": args.top_k, "device": args.device}
+    """The options single-video and folder prediction share: backend, file, compile, top-k,
+    device."""
+    return {
+        "backend": args.backend,
+        "onnx": args.onnx,
+        "compile": args.compile,
+        "top_k": args.top_k,
+        "device": args.device,
+    }
 
 
 def _run_folder(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ import torch
 from gateshift.config import load_config
 from gateshift.data.datasets import BadItem
 from gateshift.inference.bundle import load_bundle, load_bundle_config
+from gateshift.inference.compiled import check_compilable, compile_model
 from gateshift.inference.device import resolve_device
 from gateshift.inference.network import Network, TorchNetwork
 from gateshift.inference.onnx_runtime import RUNTIMES, load_onnx, read_metadata
@@ -53,6 +54,7 @@ def predict(
     num_clips: int | None = None,
     num_crops: int | None = None,
     precision: str | None = None,
+    compile: bool = False,
 ) -> list[Prediction]:
     """Top-``top_k`` classes with probabilities for each video (file or frame folder).
 
@@ -65,7 +67,8 @@ def predict(
     Precision: ``auto`` (fp32 on CPU, bf16/fp16 autocast on GPUs), ``fp32``, ``bf16`` (fast on
     CPUs with bf16 instructions) or ``fp16`` (GPU only); by default the run's
     ``train.precision``. ONNX Runtime runs the precision the file was exported in; OpenVINO runs
-    an fp32 file in fp32, or in bf16 when the precision asked for is bf16.
+    an fp32 file in fp32, or in bf16 when the precision asked for is bf16. ``compile``: run the
+    torch backend's model through ``torch.compile`` (:mod:`gateshift.inference.compiled`).
     """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
@@ -73,7 +76,9 @@ def predict(
         *overrides,
         *eval_overrides(num_clips=num_clips, num_crops=num_crops, precision=precision),
     ]
-    network, source, views = load_network(run, keys, backend=backend, onnx=onnx, device=device)
+    network, source, views = load_network(
+        run, keys, backend=backend, onnx=onnx, device=device, compile=compile
+    )
     prepare = VideoViews(source, views)
     return [predict_video(network, prepare, video, top_k=top_k) for video in videos]
 
@@ -104,27 +109,32 @@ def load_network(
     backend: Backend = "torch",
     onnx: str | Path | None = None,
     device: str = "cpu",
+    compile: bool = False,
 ) -> tuple[Network, Preprocessing, Views]:
-    """What :func:`predict` runs (see there for ``run``, ``backend`` and ``onnx``): the network,
-    the preprocessing it reads from the bundle or file, and the views after the ``keys``
-    overrides (``eval.num_clips=2``)."""
+    """What :func:`predict` runs (see there for ``run``, ``backend``, ``onnx`` and ``compile``):
+    the network, the preprocessing it reads from the bundle or file, and the views after the
+    ``keys`` overrides (``eval.num_clips=2``)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend in RUNTIMES or Path(run).suffix == ".onnx":
+    onnx_file = Path(run).suffix == ".onnx"
+    if compile:
+        check_compilable("onnxruntime" if onnx_file and backend == "torch" else backend)
+    if backend in RUNTIMES or onnx_file:
         runtime = "onnxruntime" if backend == "torch" else backend
         return _onnx_backend(run, onnx, keys, runtime)
-    return _torch_backend(run, keys, device)
+    return _torch_backend(run, keys, device, compile=compile)
 
 
 def _torch_backend(
-    run: str | Path, keys: Sequence[str], device: str
+    run: str | Path, keys: Sequence[str], device: str, *, compile: bool = False
 ) -> tuple[Network, Preprocessing, Views]:
     settings = inference_settings(load_bundle_config(run, keys))
     dev = resolve_device(device, what="device")
     dtype = settings.dtype(dev)  # before loading: a precision this device lacks fails fast
     # loaded outside inference mode (see load_bundle); score_views enters it
     bundle = load_bundle(run, device=dev, channels_last=settings.channels_last)
-    return TorchNetwork(bundle.model, dev, dtype), bundle, settings.views
+    model = compile_model(bundle.model, what="prediction") if compile else bundle.model
+    return TorchNetwork(model, dev, dtype), bundle, settings.views
 
 
 def _onnx_backend(

@@ -102,6 +102,7 @@ def predict_folder(
     workers: int | None = None,
     batch_size: int = 8,
     progress: bool = True,
+    compile: bool = False,
 ) -> FolderSummary:
     """One row per video of ``sources`` appended to ``out`` (.csv or .jsonl), skipping the
     videos ``out`` already has; arguments as for :func:`~gateshift.deploy.predict.predict`.
@@ -121,7 +122,9 @@ def predict_folder(
         *overrides,
         *eval_overrides(num_clips=num_clips, num_crops=num_crops, precision=precision),
     ]
-    network, source, views = load_network(run, keys, backend=backend, onnx=onnx, device=device)
+    network, source, views = load_network(
+        run, keys, backend=backend, onnx=onnx, device=device, compile=compile
+    )
     start = time.perf_counter()
     written = errors = 0
     with (

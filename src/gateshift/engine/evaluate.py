@@ -28,6 +28,7 @@ from gateshift.engine.distributed import DistContext
 from gateshift.engine.metrics import compute_metrics, per_class_accuracy, public
 from gateshift.engine.scores import Scores, collect_scores
 from gateshift.inference.bundle import Bundle, load_bundle, load_bundle_config
+from gateshift.inference.compiled import check_compilable, compile_model
 from gateshift.inference.device import resolve_device
 from gateshift.inference.network import Network, TorchNetwork
 from gateshift.inference.onnx_runtime import RUNTIMES, load_onnx
@@ -81,6 +82,7 @@ def evaluate_run(
     precision: str | None = None,
     backend: str = "torch",
     onnx: str | Path | None = None,
+    compile: bool = False,
 ) -> EvalReport:
     """Evaluate the run's bundle on ``eval.split`` (default: the validation split).
 
@@ -90,8 +92,11 @@ def evaluate_run(
     runs in channels_last when the run's ``train.channels_last`` is set (as in predict).
     ``backend="onnxruntime"`` (or ``"openvino"``) scores with the exported file ``onnx``
     (default ``RUN/export/model.onnx``) instead, same data, views and metrics; results go to
-    ``RUN/eval/<split>_<clips>x<crops>_<backend>/``.
+    ``RUN/eval/<split>_<clips>x<crops>_<backend>/``. ``compile``: run the torch backend's model
+    through ``torch.compile`` (:mod:`gateshift.inference.compiled`); same scores.
     """
+    if compile:
+        check_compilable(backend)
     run = Path(run)
     keys = eval_overrides(num_clips=num_clips, num_crops=num_crops, precision=precision)
     cfg = load_bundle_config(run, [*overrides, *keys])
@@ -110,7 +115,8 @@ def evaluate_run(
         seed=cfg.seed,
     )
     ctx = DistContext(rank=0, world_size=1, local_rank=0, device=dev)
-    network: Network = TorchNetwork(bundle.model, dev, dtype)  # load_bundle: in eval mode
+    model = compile_model(bundle.model, what="evaluation") if compile else bundle.model
+    network: Network = TorchNetwork(model, dev, dtype)  # load_bundle: in eval mode
     if backend in RUNTIMES:
         network = _onnx_network(run, onnx, bundle, backend, settings.dtype(torch.device("cpu")))
     elif backend != "torch":

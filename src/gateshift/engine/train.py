@@ -11,6 +11,9 @@ Reproducibility: data order and augmentation depend only on (seed, epoch, index)
 RNG (dropout) is saved in every checkpoint, and checkpoints fall on optimiser-step boundaries,
 so a resumed run continues exactly where the saved one was (on CPU: the same weights).
 A loss that is not finite stops the run before anything is saved; the last checkpoint stays.
+``train.compile`` runs the training forward through ``torch.compile``
+(:mod:`gateshift.inference.compiled`); checkpoints, the bundle and validation use the plain
+module, so their keys and results are those of an eager run.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from gateshift.engine.optim import (
 from gateshift.engine.scores import collect_scores
 from gateshift.engine.tracking import MetricsLog
 from gateshift.inference.bundle import BUNDLE_DIR, save_bundle
+from gateshift.inference.compiled import compile_model
 from gateshift.inference.device import place_model
 from gateshift.inference.network import TorchNetwork, eval_mode
 from gateshift.inference.precision import autocast, resolve_precision
@@ -161,10 +165,13 @@ class Trainer:
             else None
         )
         self._build_loaders()
+        # the training forward; self.model stays the plain module that checkpoints save
         self.ddp: nn.Module = model
         if ctx.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(model, device_ids=ids)
+        if cfg.train.compile:
+            self.ddp = compile_model(self.ddp, what="training forward")
         global_batch = cfg.train.batch_size * cfg.train.accumulate * ctx.world_size
         self.optimizer = build_optimizer(model, cfg.optim, model.head, global_batch)
         self.batches_per_epoch = len(self.train_loader)

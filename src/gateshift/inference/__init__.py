@@ -16,6 +16,7 @@ validation in :mod:`gateshift.engine`, ``predict`` in :mod:`gateshift.deploy`,
 - :mod:`.scoring`: logits averaged over a video's K views, in chunks; softmax top-k classes.
 - :mod:`.preprocess`: a video on disk -> its views, from the bundle's sampling and input spec.
 - :mod:`.profile`: parameters, FLOPs and latency of inference.
+- :mod:`.compiled`: a model run through ``torch.compile`` (``train.compile``, ``--compile``).
 
 Dependencies point one way: this package uses ``models``, ``data``, ``input_spec`` and
 ``config``; ``engine``, ``deploy`` and ``cli`` use it, never the reverse.
