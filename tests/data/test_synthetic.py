@@ -138,7 +138,7 @@ def test_trajectories_of_twins_mirror_in_distribution() -> None:
 def test_generation_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     kw = {"videos_per_class": 1, "size": 32, "num_frames": 8}
     S.generate(tmp_path / "a", seed=3, **kw)
-    S.generate(tmp_path / "b", seed=3, **kw)
+    S.generate(tmp_path / "b", seed=3, workers=2, **kw)  # two processes, the same videos
     S.generate(tmp_path / "c", seed=4, **kw)
     a, b, c = (_decode_tree(tmp_path / d) for d in "abc")
     assert a.keys() == b.keys() == c.keys() and len(a) == 22
@@ -173,3 +173,5 @@ def test_bad_arguments_are_refused() -> None:
         S.render_clip("jumping", _rng(0))
     with pytest.raises(ValueError, match="videos_per_class"):
         S.generate("/nonexistent/never-written", videos_per_class=0)
+    with pytest.raises(ValueError, match="workers"):
+        S.generate("/nonexistent/never-written", workers=0)

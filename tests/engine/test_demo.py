@@ -12,16 +12,20 @@ import torch
 import gateshift
 from gateshift.data.synthetic import CLASSES
 from gateshift.engine.demo import run_demo
+from gateshift.engine.tracking import read_metrics
 
 TINY_DATA = {"videos_per_class": 2, "val_per_class": 1, "size": 32, "num_frames": 8}
 TINY = {"train.epochs": 1, "train.batch_size": 4, "data.num_workers": 0, "model.width": 8,
         "data.crop_size": 32, "data.resize_size": 32, "eval.batch_size": 8}  # fmt: skip
 
 
-def test_demo_writes_the_comparison(tmp_path: Path) -> None:
-    results = run_demo(tmp_path, seed=1, overrides=TINY, data=TINY_DATA)
+@pytest.mark.parametrize("jobs", [1, 2])  # one after the other; both at once in two processes
+def test_demo_writes_the_comparison(tmp_path: Path, jobs: int) -> None:
+    results = run_demo(tmp_path, seed=1, overrides=TINY, data=TINY_DATA, jobs=jobs)
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved == results
+    assert saved == results and saved["jobs"] == jobs
+    for kind in ("gsm", "tsn"):  # each run trained its whole budget
+        assert [r["epoch"] for r in read_metrics(tmp_path / kind, "epoch")] == [1]
     for kind in ("gsm", "tsn"):
         assert 0.0 <= saved[kind]["top1"] <= 1.0
         assert saved[kind]["num_videos"] == len(CLASSES)  # one val video per class

@@ -41,6 +41,12 @@ def register(sub: Any) -> None:
         "its true timeline (<name>.timeline.json, seconds) for `gateshift timeline --truth`",
     )
     p.add_argument("--force", action="store_true", help="replace an existing dataset in OUT")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes rendering and encoding in parallel (default 1; same files for any N)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -53,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         size=args.size,
         num_frames=args.frames,
         force=args.force,
+        workers=args.workers,
     )
     counts = ", ".join(f"{n} {split}" for split, n in summary.counts.items())
     print(

@@ -20,6 +20,13 @@ def register(sub: Any) -> None:
     p.add_argument("--out", default="demo", help="output folder (default ./demo)")
     p.add_argument("--seed", type=int, default=0, help="dataset and training seed (default 0)")
     p.add_argument("--epochs", type=int, help="training epochs per model (default 30)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        choices=(1, 2),
+        help="2: train GSM and TSN at the same time, the cores split between them (the default "
+        "with 2 or more cores); 1: one after the other with every core",
+    )
     p.set_defaults(handler=run)
 
 
@@ -31,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from gateshift.engine.demo import run_demo
 
     overrides = {"train.epochs": args.epochs} if args.epochs else {}
-    results = run_demo(args.out, seed=args.seed, overrides=overrides)
+    results = run_demo(args.out, seed=args.seed, overrides=overrides, jobs=args.jobs)
     gsm, tsn = results["gsm"], results["tsn"]
     print(f"\nGSM vs TSN on the embedded dataset ({gsm['num_videos']} validation videos)")
     print(f"{'class':<26}{'GSM %':>8}{'TSN %':>8}")

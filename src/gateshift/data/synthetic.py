@@ -42,8 +42,10 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -337,6 +339,16 @@ def _prepare_root(out: Path, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def _write_class(job: tuple[Path, int, int, str, int, str, int, int, int]) -> None:
+    """Render and write one class's videos of one split (a unit of work for the workers)."""
+    root, seed, split_index, split, label, name, count, size, num_frames = job
+    for i in range(count):
+        clip = render_clip(
+            name, _seed_for(seed, split_index, label, i), size=size, num_frames=num_frames
+        )
+        write_mp4(root / split / name / f"{name}_{i:04d}.mp4", clip.frames)
+
+
 def generate(
     out: Path | str,
     *,
@@ -346,31 +358,41 @@ def generate(
     size: int = 64,
     num_frames: int = 16,
     force: bool = False,
+    workers: int = 1,
 ) -> SyntheticSummary:
     """Write ``out/{train,val}/<class>/<class>_<i>.mp4``, ``out/classes.txt`` and settings.
 
     ``videos_per_class`` is the train count; val defaults to a quarter of it (at least 1).
-    The same arguments give byte-identical decoded frames.
+    The same arguments give byte-identical decoded frames, whatever ``workers`` (processes that
+    render and encode classes in parallel).
     """
     if videos_per_class < 1:
         raise ValueError(f"videos_per_class must be >= 1, got {videos_per_class}")
     val = max(1, round(videos_per_class / 4)) if val_per_class is None else val_per_class
     if val < 1:
         raise ValueError(f"val_per_class must be >= 1, got {val}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     _check_geometry(size, num_frames)  # before anything on disk is replaced
     root = Path(out)
     _prepare_root(root, force)
     start = time.perf_counter()
-    counts = {}
     per_split = {"train": videos_per_class, "val": val}
-    for split_index, (split, per_class) in enumerate(per_split.items()):
-        for label, name in enumerate(CLASSES):
-            for i in range(per_class):
-                rng = _seed_for(seed, split_index, label, i)
-                clip = render_clip(name, rng, size=size, num_frames=num_frames)
-                write_mp4(root / split / name / f"{name}_{i:04d}.mp4", clip.frames)
-        counts[split] = per_class * len(CLASSES)
-        logger.info("wrote %d %s videos to %s", counts[split], split, root / split)
+    jobs = [
+        (root, seed, split_index, split, label, name, per_class, size, num_frames)
+        for split_index, (split, per_class) in enumerate(per_split.items())
+        for label, name in enumerate(CLASSES)
+    ]
+    if workers > 1:  # every video has its own seed: the same files whatever the worker count
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            list(pool.map(_write_class, jobs))
+    else:
+        for job in jobs:
+            _write_class(job)
+    counts = {split: per_class * len(CLASSES) for split, per_class in per_split.items()}
+    for split, count in counts.items():
+        logger.info("wrote %d %s videos to %s", count, split, root / split)
     (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
     settings = {"seed": seed, "size": size, "num_frames": num_frames, "fps": FPS, "qp": QP,
                 "videos": counts, "twins": TWINS}  # fmt: skip

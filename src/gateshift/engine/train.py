@@ -96,8 +96,11 @@ def head_loss(logits: Tensor, labels: Tensor, splits: tuple[int, ...]) -> Tensor
 
 
 class Trainer:
-    def __init__(self, cfg: Config, ctx: DistContext | None = None) -> None:
+    def __init__(
+        self, cfg: Config, ctx: DistContext | None = None, *, progress_bars: bool = True
+    ) -> None:
         self.cfg = cfg
+        self.progress_bars = progress_bars  # off when several trainings share one console
         self.ctx = ctx or init_distributed(cfg.train.device)
         self.device = self.ctx.device
         self.run_dir = Path(cfg.out_dir)
@@ -336,7 +339,7 @@ class Trainer:
             initial=p.batch,
             total=self.batches_per_epoch,
             desc=f"epoch {p.epoch + 1}/{cfg.train.epochs}",
-            disable=not self.ctx.is_main or None,
+            disable=not (self.ctx.is_main and self.progress_bars) or None,
         )
         for batch in bar:
             self.note_bad(batch.bad)
