@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch._dynamo
+import torch._inductor.config as inductor_config
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -103,6 +105,9 @@ def step_fn(
 
 
 def measure(case: Case, repeats: int) -> dict[str, float]:
+    # forget the earlier cases' graphs: compiled again with other shapes, dynamo would make the
+    # shapes symbolic (a user's process compiles one model, with static shapes first)
+    torch._dynamo.reset()
     model = build(case)
     model.train(case.mode == "train")
     clips = torch.randn(case.batch, SEGMENTS, 3, case.size, case.size)
@@ -165,11 +170,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10, help="timed rounds (median reported)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument(
+        "--freezing",
+        action="store_true",
+        help="inductor's freezing (weights folded as constants: inference only, not the default)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.freezing:
+        inductor_config.freezing = True
     # a cold compile: inductor's on-disk cache starts empty (unless the caller sets one)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="inductor_"))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}")
+    frozen = ", inductor freezing" if args.freezing else ""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}{frozen}")
     print(HEADER, flush=True)  # a row as each case is done: the ResNet-50 ones take minutes
     for name in args.cases:
         print(table_row(name, measure(CASES[name], args.repeats)), flush=True)
