@@ -40,7 +40,7 @@ class ModelConfig:
     interleave: bool = True  # GSM/GSF channel interleave of the released code
     gsf_ratio: float | None = None  # percent of channels GSF processes (family default)
     shift_div: int = 8  # TSM: 1/shift_div of channels shift each way
-    width: int | None = None  # ResNet base width (64 as published; 24 for the demo's slim net)
+    width: int | None = None  # ResNet base width (64 as published; 16 for the demo's slim net)
     partial_bn: bool = False  # freeze every BN but the first (TSN's partial BN)
     causal: bool = False  # causal TSM/GSM/GSF: frame t sees frames <= t only (`gateshift stream`)
 

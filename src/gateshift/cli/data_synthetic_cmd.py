@@ -26,8 +26,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--videos-per-class",
         type=int,
-        default=96,
-        help="train videos per class (default 96, the demo's); val gets a quarter of it",
+        default=48,
+        help="train videos per class (default 48); val gets a quarter of it",
     )
     p.add_argument("--val-per-class", type=int, help="val videos per class (default: a quarter)")
     p.add_argument("--size", type=int, default=64, help="frame side in pixels, even (default 64)")

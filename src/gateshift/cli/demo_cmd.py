@@ -10,7 +10,7 @@ from typing import Any
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
-        help="GSM vs TSN on the embedded temporal-reasoning dataset (CPU, ~5 min on 2 cores)",
+        help="GSM vs TSN on the embedded temporal-reasoning dataset (CPU, ~10 min)",
         description=(
             "Generate the embedded dataset (classes told apart only by the order of frames), "
             "train GSM and TSN with the same slim ResNet-18 and budget, evaluate both and save "
@@ -19,7 +19,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--out", default="demo", help="output folder (default ./demo)")
     p.add_argument("--seed", type=int, default=0, help="dataset and training seed (default 0)")
-    p.add_argument("--epochs", type=int, help="training epochs per model (default 10)")
+    p.add_argument("--epochs", type=int, help="training epochs per model (default 30)")
     p.add_argument(
         "--jobs",
         type=int,

@@ -353,7 +353,7 @@ def generate(
     out: Path | str,
     *,
     seed: int = 0,
-    videos_per_class: int = 96,
+    videos_per_class: int = 48,
     val_per_class: int | None = None,
     size: int = 64,
     num_frames: int = 16,
