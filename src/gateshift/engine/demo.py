@@ -15,7 +15,8 @@ demo's slim network is too small to keep two cores busy: a ResNet-18 of width 24
 at about 46 clips/s on one core of the project's AMD EPYC and only about 58 on two (every op is
 small, so thread hand-offs and memory traffic dominate), so two one-core trainings side by side
 took 0.79x the time of one after the other (a 10-epoch trial recipe, seed 0: 481 s vs
-610 s). Each run's results are the same kind either way; the thread count only changes floating-point summation order.
+610 s). Each run's results are the same kind either way; the thread count only changes
+floating-point summation order.
 """
 
 from __future__ import annotations
