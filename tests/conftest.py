@@ -16,6 +16,13 @@ _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, torch.get_num_threads() // _workers)))
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per core this process may use, at most 4 (each worker holds its
+    own torch and, in the export tests, a few GB)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, cores or 1))
+
+
 @pytest.fixture(autouse=True)
 def _seed_rngs() -> None:
     """Every test starts from the same random state, whatever ran before it (or in which

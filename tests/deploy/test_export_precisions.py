@@ -25,12 +25,27 @@ def _initializer_types(path: Path) -> dict[str, int]:
     return {t.name: t.data_type for t in graph.initializer}
 
 
+def _with_measured_statistics(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with its backbone BN running statistics measured on random clips, as a trained
+    network's are. With the initial statistics (mean 0, variance 1) activations grow layer by
+    layer and the logits end up ~200 with a common offset, where fp16's relative error reaches
+    1e-2; measured, it is ~1e-3 (both on a 2-core AMD EPYC, ONNX Runtime 1.32)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # a plain average over the batch below
+    model.train()
+    with torch.no_grad():
+        model(random_clips(model, 8, seed=11))
+    return model.eval()
+
+
 def test_fp16_export_keeps_float32_inputs_and_is_close_to_pytorch(tmp_path: Path) -> None:
-    model = _live_gsm()
+    model = _with_measured_statistics(_live_gsm())
     clips = random_clips(model, 12, seed=3)
     report = export_checked(model, tmp_path / "m16.onnx", precision="fp16", clips=clips)
     assert report.precision == "fp16" and report.clips == 12
-    assert 0 < report.max_rel_error < 1e-2 and report.top1_agreement >= 0.98
+    assert 0 < report.max_rel_error < 5e-3 and report.top1_agreement >= 0.98
     types = _initializer_types(Path(report.path))
     assert onnx.TensorProto.FLOAT16 in types.values()  # the weights were converted
     graph = onnx.load(report.path).graph
