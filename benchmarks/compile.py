@@ -30,12 +30,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch._dynamo
 import torch._inductor.config as inductor_config
 import torch.nn.functional as F
+from _machine import cpu_name  # benchmarks/_machine.py (scripts run from benchmarks/)
 from torch import Tensor, nn
 
 from gateshift import create_model
@@ -157,12 +157,6 @@ def table_row(name: str, r: dict[str, float]) -> str:
         f"| {describe(CASES[name])} | {r['eager']:.3f} | {r['compiled']:.3f} | "
         f"{r['eager'] / r['compiled']:.2f}x | {r['compile']:.0f} | {even} | {diff} |"
     )
-
-
-def cpu_name() -> str:
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.exists() else []
-    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "?")
 
 
 def main() -> None:

@@ -29,10 +29,10 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _machine import cpu_name  # benchmarks/_machine.py (scripts run from benchmarks/)
 from torch import Tensor, nn
 
 from gateshift import create_model
@@ -244,12 +244,6 @@ def accuracy_checks(count: int) -> None:
     print(
         f"  bf16 vs fp32: top-1 agreement {100 * agree:.1f}%, max relative difference {bf_rel:.1e}"
     )
-
-
-def cpu_name() -> str:
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.exists() else []
-    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "?")
 
 
 def main() -> None:

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from contextlib import nullcontext
 from typing import Any
 
 import torch
+from _machine import cpu_name  # benchmarks/_machine.py (scripts run from benchmarks/)
 
 import gateshift
 
@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or 'cpu'}, "
+    print(f"torch {torch.__version__}, {args.threads} threads, {cpu_name()}, "
           f"{args.size} px, 8 segments, random weights")  # fmt: skip
     print("| model | precision | stream ms/frame (median, p90) | stream frames/s | sliding "
           "8-frame ms/output | stream / sliding |")  # fmt: skip
