@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from gateshift.config import load_config
+from gateshift.inference import precision
 from gateshift.inference.precision import autocast, resolve_precision
 from gateshift.inference.settings import (
     InferenceSettings,
@@ -41,6 +42,20 @@ def test_auto_on_a_gpu_prefers_bf16(
     if not has_bf16:
         with pytest.raises(ValueError, match=r"eval\.precision=bf16: this GPU has no bf16"):
             resolve_precision("bf16", CUDA, what="eval.precision")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_bf16_kernels_warns_and_still_resolves(
+    native: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(precision, "cpu_has_bf16_kernels", lambda: native)
+    with caplog.at_level("WARNING", logger="gateshift.inference.precision"):
+        assert resolve_precision("bf16", CPU, what="eval.precision") is torch.bfloat16
+    warned = [r.getMessage() for r in caplog.records]
+    if native:
+        assert warned == []
+    else:
+        assert len(warned) == 1 and warned[0].startswith("eval.precision=bf16: this CPU has no")
 
 
 def test_errors_name_the_key() -> None:

@@ -4,10 +4,16 @@ autocast context that training, evaluation, prediction and profiling all run und
 A setting is ``auto``, ``fp32``, ``bf16`` or ``fp16``; it resolves to an autocast dtype, or None
 for plain float32. Resolution depends on the device (fp16 is GPU only, ``auto`` is fp32 off
 CUDA), so it happens once, where the device is known, and errors name the setting's key.
+
+bf16 on a CPU without the instructions oneDNN's bf16 kernels need (AVX-512, best with
+AVX512-BF16 or AMX) still runs, emulated and slowly: the demo recipe's training step took 4.9x
+as long as fp32 on a 2-core AVX2-only AMD EPYC (``benchmarks/train_throughput.py``). That is a
+warning, not an error: the results are right, only slow.
 """
 
 from __future__ import annotations
 
+import logging
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal, get_args
 
@@ -15,6 +21,17 @@ import torch
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+
+log = logging.getLogger(__name__)
+
+
+def cpu_has_bf16_kernels() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (torch's own check; True where it cannot
+    tell)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a private op: absent in some builds
+        return True
 
 
 def resolve_precision(
@@ -37,6 +54,12 @@ def resolve_precision(
     if setting == "bf16":
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ValueError(f"{what}=bf16: this GPU has no bf16; use fp16")
+        if device.type == "cpu" and not cpu_has_bf16_kernels():
+            log.warning(
+                "%s=bf16: this CPU has no bf16 kernels (they need AVX-512; AVX512-BF16 or AMX "
+                "make them fast), so bf16 runs emulated, several times slower than fp32",
+                what,
+            )
         return torch.bfloat16
     raise ValueError(f"{what}: unknown value {setting!r} (one of {', '.join(PRECISIONS)})")
 
