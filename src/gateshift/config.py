@@ -72,6 +72,7 @@ class OptimConfig:
     weight_decay: float = 5e-4  # L2 for SGD, decoupled for AdamW
     warmup_epochs: float = 10.0  # linear warm-up length, then cosine decay to min_lr
     warmup_factor: float = 0.1  # warm-up starts at warmup_factor * lr
+    warmup_shape: Literal["linear", "exponential"] = "linear"  # exponential: stays low for longer
     min_lr: float = 0.0  # cosine ends here
     clip_grad_norm: float = 20.0  # 0 disables
     bias_lr_mult: float = 2.0  # TSN policy: biases learn twice as fast...

@@ -97,6 +97,20 @@ def test_schedule_matches_the_formula(epoch: float) -> None:
     assert 0.01 * lr_factor(OptimConfig(), 60)(epoch) == pytest.approx(_formula(epoch))
 
 
+def test_exponential_warmup_rises_by_the_same_ratio_each_step_to_the_same_peak() -> None:
+    cfg = OptimConfig(warmup_epochs=4, warmup_factor=0.04, warmup_shape="exponential")
+    factor, linear = (
+        lr_factor(cfg, 10),
+        lr_factor(OptimConfig(warmup_epochs=4, warmup_factor=0.04), 10),
+    )
+    assert factor(0) == pytest.approx(0.04) and factor(4) == pytest.approx(1.0)
+    assert factor(2) == pytest.approx(0.2)  # the geometric mean of 0.04 and 1
+    ratios = [factor(e + 0.5) / factor(e) for e in (0, 1, 2, 3)]
+    assert max(ratios) == pytest.approx(min(ratios))
+    assert all(factor(e) < linear(e) for e in (0.5, 1, 2, 3.5))  # lower all the way up
+    assert [factor(e) for e in (4, 7, 10)] == pytest.approx([linear(e) for e in (4, 7, 10)])
+
+
 def test_scheduler_steps_per_iteration_with_multipliers() -> None:
     model = _model()
     cfg = OptimConfig()

@@ -22,8 +22,13 @@ papers fine-tune from ImageNet with SGD, but a small net trained from scratch (t
 several times faster with AdamW.
 
 Learning rate: ``lr`` is given for a global batch of ``lr_batch`` clips and scaled linearly with
-the actual global batch; it rises linearly from ``warmup_factor * lr`` over ``warmup_epochs``,
-then follows a half cosine to ``min_lr`` at the last epoch, updated every optimiser step.
+the actual global batch; it rises from ``warmup_factor * lr`` to ``lr`` over ``warmup_epochs``,
+then follows a half cosine to ``min_lr`` at the last epoch, updated every optimiser step. The
+rise is linear (``warmup_shape=linear``, the papers') or exponential (``exponential``: the
+factor is ``warmup_factor ** (1 - epoch / warmup_epochs)``, the same ratio every step), which
+keeps the rate near its start for longer and reaches the same peak. Training from scratch, a
+high rate in the first steps can leave a net at chance for good (the demo's issue-17 trials in
+the README); an exponential rise lets a high peak follow a low start.
 """
 
 from __future__ import annotations
@@ -126,11 +131,13 @@ def build_optimizer(
 
 
 def lr_factor(cfg: OptimConfig, epochs: int) -> Callable[[float], float]:
-    """Multiplier of the base lr at a (fractional) epoch: linear warm-up, then half cosine."""
+    """Multiplier of the base lr at a (fractional) epoch: warm-up, then half cosine."""
     warmup = min(cfg.warmup_epochs, float(epochs))
 
     def factor(epoch: float) -> float:
         if epoch < warmup:
+            if cfg.warmup_shape == "exponential":
+                return float(cfg.warmup_factor ** (1.0 - epoch / warmup))
             return cfg.warmup_factor + (1.0 - cfg.warmup_factor) * epoch / warmup
         span = max(epochs - warmup, 1e-12)
         progress = min(max((epoch - warmup) / span, 0.0), 1.0)
