@@ -17,7 +17,7 @@ def test_prints_a_keys_default_and_doc(capsys: pytest.CaptureFixture[str]) -> No
     lines = capsys.readouterr().out.splitlines()
     at = lines.index("optim.lr: float = 0.01")
     assert lines[at + 1] == "    learning rate for a global batch of `lr_batch` clips"
-    assert all(ln.startswith(("optim.", "    ")) for ln in lines) and len(lines) == 2 * 13
+    assert all(ln.startswith(("optim.", "    ")) for ln in lines) and len(lines) == 2 * 14
 
 
 def test_values_after_a_config_file_and_overrides(capsys: pytest.CaptureFixture[str]) -> None:
