@@ -77,16 +77,17 @@ def main() -> None:
     if not (large / "train").exists():
         generate(large, seed=0, videos_per_class=4, val_per_class=1, size=256)
     cuda = torch.cuda.is_available()
-    fp32 = {**RESNET50, "train.precision": "fp32", "train.device": "cpu"}
-    bf16 = {**RESNET50, "train.precision": "bf16", "train.device": "cpu"}
-    demo = "demo recipe (resnet18_gsm width 24, 8x56, batch 16)"
-    cases = [
-        (f"{demo}, fp32", {**DEMO, "train.precision": "fp32"}, small, args.steps),
-        (f"{demo}, bf16 autocast", {**DEMO, "train.precision": "bf16"}, small, args.steps),
-        ("resnet50_gsm 8x224, batch 4, fp32", fp32, large, args.steps // 4),
-        ("resnet50_gsm 8x224, batch 4, bf16 autocast", bf16, large, args.steps // 4),
-    ]
-    cases = [c for c in cases if ("demo" if c[0].startswith("demo") else "resnet50") in args.models]
+    models = {  # name -> (label, settings, data, timed steps); each runs in fp32 and in bf16
+        "demo": ("demo recipe (resnet18_gsm width 24, 8x56, batch 16)", DEMO, small, args.steps),
+        "resnet50": ("resnet50_gsm 8x224, batch 4", RESNET50, large, args.steps // 4),
+    }
+    cases, fp32_of = [], {}  # fp32_of: bf16 row -> its fp32 row
+    for key in args.models:
+        label, settings, root, steps = models[key]
+        for precision, suffix in (("fp32", "fp32"), ("bf16", "bf16 autocast")):
+            on_cpu = {**settings, "train.precision": precision, "train.device": "cpu"}
+            cases.append((f"{label}, {suffix}", on_cpu, root, steps))
+        fp32_of[f"{label}, bf16 autocast"] = f"{label}, fp32"
     if cuda:
         gpu = {**RESNET50, "train.precision": "bf16", "train.device": "cuda",
                "train.batch_size": 16, "data.num_workers": 8}  # fmt: skip
@@ -104,7 +105,7 @@ def main() -> None:
     print("| setting | clips/s | data wait | vs fp32 |")
     print("|---|---|---|---|")
     for name, result in best.items():
-        base = best.get(name.replace("bf16 autocast", "fp32")) if "bf16" in name else None
+        base = best.get(fp32_of.get(name, ""))
         ratio = f"{base['clips_per_s'] / result['clips_per_s']:.2f}x" if base else ""
         print(
             f"| {name} | {result['clips_per_s']:.2f} | {100 * result['data_wait']:.0f}% | {ratio} |"

@@ -19,8 +19,9 @@ torch.set_num_threads(max(1, min(2, torch.get_num_threads() // _workers)))
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: one worker per core this process may use, at most 4 (each worker holds its
     own torch and, in the export tests, a few GB)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(4, cores or 1))
+    from gateshift.engine.demo import usable_cores
+
+    return min(4, usable_cores())
 
 
 @pytest.fixture(autouse=True)

@@ -40,6 +40,19 @@ def _live_gsm() -> Recognizer:
     return model
 
 
+def measure_bn_statistics(model: Recognizer, clips: int, seed: int) -> Recognizer:
+    """``model`` (in eval mode) with its 2-D BN running statistics measured on ``clips`` random
+    clips, as a trained network's are: with the initial ones (mean 0, variance 1) a random
+    network's activations grow layer by layer, and so do its float errors."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative: one batch gives its exact statistics
+    with torch.no_grad():
+        model.train()(random_clips(model, clips, seed=seed))
+    return model.eval()
+
+
 def test_gsm_with_live_gates_exports_exactly_and_runs_at_any_batch(tmp_path: Path) -> None:
     model = _live_gsm()
     path = export_onnx(model, tmp_path / "gsm.onnx")  # checked clip by clip (batch 1) on 8 clips
@@ -208,10 +221,7 @@ def test_every_family_exports_at_full_size(name: str, tmp_path: Path) -> None:
         for module in model.modules():
             if hasattr(module, "conv3D"):
                 torch.nn.init.normal_(module.conv3D.weight, std=0.01)
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.reset_running_stats()
-                module.momentum = None  # cumulative: one batch gives its exact statistics
-        model.train()(random_clips(model, 2, seed=3))
+    measure_bn_statistics(model, 2, seed=3)
     clips = random_clips(model, 2)
     with torch.inference_mode():
         fp32 = model.eval()(clips)

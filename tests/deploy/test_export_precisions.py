@@ -14,7 +14,7 @@ from gateshift.deploy.export import export_checked, export_onnx, random_clips
 from gateshift.inference.onnx_runtime import load_onnx, read_metadata, runtime_network
 
 from ..inference.helpers import make_run
-from .test_export import _live_gsm
+from .test_export import _live_gsm, measure_bn_statistics
 
 onnx = pytest.importorskip("onnx")
 
@@ -25,23 +25,11 @@ def _initializer_types(path: Path) -> dict[str, int]:
     return {t.name: t.data_type for t in graph.initializer}
 
 
-def _with_measured_statistics(model: torch.nn.Module) -> torch.nn.Module:
-    """``model`` with its backbone BN running statistics measured on random clips, as a trained
-    network's are. With the initial statistics (mean 0, variance 1) activations grow layer by
-    layer and the logits end up ~200 with a common offset, where fp16's relative error reaches
-    1e-2; measured, it is ~1e-3 (both on a 2-core AMD EPYC, ONNX Runtime 1.32)."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.momentum = None  # a plain average over the batch below
-    model.train()
-    with torch.no_grad():
-        model(random_clips(model, 8, seed=11))
-    return model.eval()
-
-
 def test_fp16_export_keeps_float32_inputs_and_is_close_to_pytorch(tmp_path: Path) -> None:
-    model = _with_measured_statistics(_live_gsm())
+    # measured BN statistics, as a trained net has: with the initial ones this model's logits
+    # are ~200 with a common offset and fp16's relative error reaches 1e-2; measured, ~1e-3
+    # (2-core AMD EPYC, ONNX Runtime 1.32)
+    model = measure_bn_statistics(_live_gsm(), 8, seed=11)
     clips = random_clips(model, 12, seed=3)
     report = export_checked(model, tmp_path / "m16.onnx", precision="fp16", clips=clips)
     assert report.precision == "fp16" and report.clips == 12
