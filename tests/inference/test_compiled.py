@@ -18,7 +18,7 @@ from gateshift.inference.compiled import (
     compile_model,
 )
 from gateshift.models.temporal import GateShift, GateShiftFuse
-from gateshift.models.temporal.gsm import tracing
+from gateshift.models.temporal._time import tracing
 from gateshift.models.temporal.insert import temporal_modules
 
 SEGMENTS = 4

@@ -199,6 +199,22 @@ def test_tsm_gradcheck_and_no_parameters() -> None:
     assert torch.autograd.gradcheck(tsm, (x,))
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_tsm_training_runs_one_autograd_function_with_the_reference_gradient(
+    channels_last: bool,
+) -> None:
+    x = random_frames(2, 4, 16, channels_last=channels_last).requires_grad_()
+    out = TemporalShift(16, 4)(x)
+    assert type(out.grad_fn).__name__ == "TemporalShiftFunctionBackward"  # not CopySlices
+    grad_out = random_frames(2, 4, 16, channels_last=channels_last)
+    (grad,) = torch.autograd.grad(out, x, grad_out)
+    x_ref = x.detach().clone().requires_grad_()
+    (grad_ref,) = torch.autograd.grad(reference_tsm(x_ref, 4, 8), x_ref, grad_out)
+    torch.testing.assert_close(grad, grad_ref, rtol=0, atol=0)
+    with torch.no_grad():
+        assert TemporalShift(16, 4)(x).grad_fn is None
+
+
 # ---------------------------------------------------------------- shared contract
 
 

@@ -52,6 +52,11 @@ def take_earlier(x: Tensor, steps: int) -> Tensor:
     return torch.cat((pad, x[:, :keep]), dim=1)
 
 
+def tracing() -> bool:
+    """True under torch.export / torch.compile / jit tracing, where plain ops trace best."""
+    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing())
+
+
 def memory_format_of(like: Tensor) -> torch.memory_format:
     """``channels_last`` for a 4-D channels_last tensor, else ``contiguous_format``."""
     # a tensor that is both (1x1 maps, one channel) counts as contiguous

@@ -68,6 +68,7 @@ from gateshift.models.temporal._time import (
     split_time,
     take_next,
     take_previous,
+    tracing,
 )
 from gateshift.models.temporal.causal import causal_gate, causal_shift_halves
 
@@ -139,11 +140,6 @@ def gated_shift(
 # ---------------------------------------------------------------- which path runs
 
 Path = Literal["reference", "autograd", "eager", "native"]
-
-
-def tracing() -> bool:
-    """True under torch.export / torch.compile / jit tracing, where plain ops trace best."""
-    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing())
 
 
 def choose_path(x: Tensor, bn: nn.Module, params: tuple[Tensor, ...]) -> Path:
