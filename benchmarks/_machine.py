@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 #: /proc/cpuinfo flags that change which kernels torch picks
-FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
+FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
 
 
 def _cpuinfo() -> list[str]:
@@ -19,7 +19,7 @@ def _cpuinfo() -> list[str]:
 
 def cpu_name() -> str:
     """The CPU's model name, with the flags of :data:`FLAGS` it has, e.g.
-    ``AMD EPYC (avx512f avx512_bf16 avx512_vnni)``; ``?`` where /proc/cpuinfo is missing."""
+    ``AMD EPYC (avx2 avx512f avx512_bf16 avx512_vnni)``; ``?`` where /proc/cpuinfo is missing."""
     lines = _cpuinfo()
     name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "?")
     flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])

@@ -1,6 +1,7 @@
 """What GSM costs over TSN (and TSM) on CPU: parameters, FLOPs, inference and train-step time.
 
     python benchmarks/model_overhead.py [--repeats 10] [--backbones bninception resnet50]
+        [--kinds tsn tsm gsm ...] [--columns "train NCHW" "train CL" ...] [--no-accuracy]
 
 8 frames at 224, batch 1 for inference and batch 2 for a training step (forward, cross-entropy,
 backward, SGD step), 174 classes (Something-Something). Every model of a backbone is timed in
@@ -158,6 +159,7 @@ def round_robin(
     return {k: (statistics.median(v), min(v)) for k, v in times.items()}
 
 
+KINDS = ["tsn", "tsm", "gsm", "gsm_eager", "gsm_straightforward"]
 MODES = {  # column -> (channels_last, bf16, infer or train)
     "fp32 NCHW": (False, False, "infer"),
     "fp32 CL": (True, False, "infer"),
@@ -167,14 +169,17 @@ MODES = {  # column -> (channels_last, bf16, infer or train)
 }
 
 
-def measure_backbone(backbone: str, kinds: list[str], repeats: int) -> dict[str, dict[str, float]]:
+def measure_backbone(
+    backbone: str, kinds: list[str], repeats: int, columns: list[str]
+) -> dict[str, dict[str, float]]:
     start = time.perf_counter()
     models = {k: build(backbone, k) for k in kinds}
     clip = torch.randn(1, 8, 3, 224, 224)
     rows: dict[str, dict[str, float]] = {
         k: {"params": count_params(m), "flops": count_flops(m, clip)} for k, m in models.items()
     }
-    for column, (cl, bf16, what) in MODES.items():
+    for column in columns:
+        cl, bf16, what = MODES[column]
         fns = {k: timers(m, cl, bf16)[what] for k, m in models.items()}
         if "gsm_eager" in fns:
             fns["gsm_eager"] = without_kernels(fns["gsm_eager"])
@@ -188,7 +193,7 @@ def measure_backbone(backbone: str, kinds: list[str], repeats: int) -> dict[str,
 
 def print_table(backbone: str, rows: dict[str, dict[str, float]]) -> None:
     base = rows["tsn"]
-    cols = list(MODES)
+    cols = [c for c in MODES if c in base]
     print(f"\n{backbone}, 8x224, 174 classes (seconds; in brackets: vs TSN)")
     print("| model | params | GFLOPs | " + " | ".join(cols) + " |")
     print("|---|---|---|" + "---|" * len(cols))
@@ -254,16 +259,24 @@ def main() -> None:
     parser.add_argument("--backbones", nargs="+", default=["bninception", "resnet50"])
     parser.add_argument("--clips", type=int, default=64, help="clips for the bf16 agreement")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default all)")
+    parser.add_argument(
+        "--kinds", nargs="+", default=KINDS, choices=KINDS, help="models (tsn first)"
+    )
+    parser.add_argument("--columns", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--no-accuracy", action="store_true", help="skip the fp32/bf16 checks")
     args = parser.parse_args()
+    if args.kinds[0] != "tsn":
+        parser.error("--kinds must start with tsn (every difference is to TSN)")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}")
-    kinds = ["tsn", "tsm", "gsm", "gsm_eager", "gsm_straightforward"]
-    results = {b: measure_backbone(b, kinds, args.repeats) for b in args.backbones}
+    results = {
+        b: measure_backbone(b, args.kinds, args.repeats, args.columns) for b in args.backbones
+    }
     for backbone, rows in results.items():
         print_table(backbone, rows)
-    if "bninception" in results:
+    if "bninception" in results and "gsm" in args.kinds and len(args.columns) == len(MODES):
         gsm, tsn = results["bninception"]["gsm"], results["bninception"]["tsn"]
         print("\nGSM BN-Inception vs the released code (0.318 s inference, 1.69 s train step):")
         for col in ("fp32 NCHW", "fp32 CL", "bf16 CL"):
@@ -275,7 +288,8 @@ def main() -> None:
                 f"  {col:<10} {gsm[col]:.3f} s = {gsm[col] / RELEASED['gsm_train']:.2f}x released"
             )
         print(f"  (TSN ours: {tsn['fp32 NCHW']:.3f} s fp32 NCHW vs released 0.300 s)")
-    accuracy_checks(args.clips)
+    if not args.no_accuracy:
+        accuracy_checks(args.clips)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
     channels_last: bool = True  # channels_last memory format (same results, faster convolutions)
     compile: bool = False  # run the training forward through torch.compile (benchmarks/compile.py)
+    keep_freed_memory: bool = True  # glibc keeps freed memory (mallopt): no page faults per step
     eval_every: int = 1  # validate every k epochs (0: never)
     checkpoint_every: int = 0  # also checkpoint every N optimiser steps (0: epochs only)
     keep_checkpoints: int = 2  # step/epoch checkpoints kept besides last and best
