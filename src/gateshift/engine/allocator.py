@@ -6,7 +6,8 @@ fresh ``mmap`` and gives it back with ``munmap`` when the tensor dies. So in tra
 such tensors are made and freed on every step (a ResNet-50 at 8x224, batch 2, holds its stage-1
 activations in 51 MB tensors), the kernel page-faults and zeroes every one of their pages again
 on every step. ``benchmarks/allocator.py`` measured this on a 2-core AMD EPYC: a ResNet-50 TSN
-training step took 25-33% longer under glibc than under tcmalloc, which keeps freed memory.
+training step took 21-40% longer under glibc than under tcmalloc, which keeps freed memory
+(two runs; this module's way made the step 17-30% faster).
 
 PyTorch's CPU performance guide answers this by preloading tcmalloc or jemalloc
 (``LD_PRELOAD``; ``torch.backends.xeon.run_cpu`` does it). That still works and this module
