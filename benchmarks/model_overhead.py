@@ -37,6 +37,7 @@ from _machine import cpu_name  # benchmarks/_machine.py (scripts run from benchm
 from torch import Tensor, nn
 
 from gateshift import create_model
+from gateshift.engine.allocator import keep_freed_memory
 from gateshift.inference.profile import count_flops, count_params
 from gateshift.models.temporal.gsm import GateShift
 
@@ -269,6 +270,8 @@ def main() -> None:
         parser.error("--kinds must start with tsn (every difference is to TSN)")
     if args.threads:
         torch.set_num_threads(args.threads)
+    # what `gateshift train` does: glibc keeps freed memory (benchmarks/allocator.py)
+    print(f"allocator: {keep_freed_memory()}")
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}")
     results = {
