@@ -67,9 +67,20 @@ def child(model_name: str, steps: int) -> dict[str, float]:
     if os.environ.get(KEEP_ENV) == "1":
         assert keep_freed_memory() == "glibc: kept"
     torch.manual_seed(0)
-    if model_name == "demo":  # the demo recipe's network and batch: 16 clips of 8x56
-        model = create_model("resnet18_gsm", num_classes=11, num_segments=8, width=24)
-        clips, labels = torch.randn(16, 8, 3, 56, 56), torch.randint(0, 11, (16,))
+    if model_name == "demo":  # the demo recipe's network and batch (engine.demo.DEMO_SETTINGS)
+        from gateshift.data.synthetic import CLASSES
+        from gateshift.engine.demo import DEMO_SETTINGS as DEMO
+
+        frames, size, batch = (
+            DEMO["model.num_segments"],
+            DEMO["data.crop_size"],
+            DEMO["train.batch_size"],
+        )
+        model = create_model(
+            "resnet18_gsm", num_classes=len(CLASSES), num_segments=frames, width=DEMO["model.width"]
+        )
+        clips = torch.randn(batch, frames, 3, size, size)
+        labels = torch.randint(0, len(CLASSES), (batch,))
     else:  # model_overhead.py's training column: 2 clips of 8x224, 174 classes
         model = create_model(model_name, num_classes=174, num_segments=8)
         clips, labels = torch.randn(2, 8, 3, 224, 224), torch.tensor([3, 7])
