@@ -11,7 +11,8 @@ import torch
 
 import gateshift
 from gateshift.data.synthetic import CLASSES
-from gateshift.engine.demo import run_demo
+from gateshift.engine import demo
+from gateshift.engine.demo import demo_precision, run_demo
 from gateshift.engine.tracking import read_metrics
 
 TINY_DATA = {"videos_per_class": 2, "val_per_class": 1, "size": 32, "num_frames": 8}
@@ -32,6 +33,10 @@ def test_demo_writes_the_comparison(tmp_path: Path, jobs: int) -> None:
         assert set(saved[kind]["per_class"]) == set(CLASSES)
         assert (tmp_path / kind / "bundle").is_dir()
     assert saved["settings"]["train.epochs"] == 1 and saved["data"]["size"] == 32
+    # both trained in the demo's precision for this CPU, and the runs' configs say so
+    assert saved["settings"]["train.precision"] == demo_precision()
+    for kind in ("gsm", "tsn"):
+        assert f"precision: {demo_precision()}" in (tmp_path / kind / "config.yaml").read_text()
     with (tmp_path / "per_class.csv").open() as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["class", "gsm_accuracy", "tsn_accuracy"] and len(rows) == 1 + len(CLASSES)
@@ -47,6 +52,25 @@ def test_demo_writes_the_comparison(tmp_path: Path, jobs: int) -> None:
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
     assert not plain.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_demo_precision_is_bf16_only_with_amx(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo, "cpu_has_amx", lambda: True)
+    assert demo_precision() == "bf16" and demo_precision("fp32") == "fp32"
+    monkeypatch.setattr(demo, "cpu_has_amx", lambda: False)
+    assert demo_precision("auto") == "fp32" and demo_precision("bf16") == "bf16"
+    with pytest.raises(ValueError, match="'fp16' is not one of auto, fp32, bf16"):
+        demo_precision("fp16")
+
+
+def test_demo_caller_precision_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An explicit train.precision overrides the CPU rule (what --precision passes)."""
+    monkeypatch.setattr(demo, "cpu_has_amx", lambda: True)
+    results = run_demo(
+        tmp_path, overrides={**TINY, "train.precision": "fp32"}, data=TINY_DATA, jobs=1
+    )
+    assert results["settings"]["train.precision"] == "fp32"
+    assert "precision: fp32" in (tmp_path / "gsm" / "config.yaml").read_text()
 
 
 @pytest.mark.slow

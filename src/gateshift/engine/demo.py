@@ -17,6 +17,9 @@ small, so thread hand-offs and memory traffic dominate), so two one-core trainin
 took 0.79x the time of one after the other (a 10-epoch trial recipe, seed 0: 481 s vs
 610 s). Each run's results are the same kind either way; the thread count only changes
 floating-point summation order.
+
+Both train in bf16 autocast on CPUs with AMX and in fp32 elsewhere (:func:`demo_precision`);
+``overrides={"train.precision": ...}`` (``gateshift demo --precision``) chooses.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from gateshift.data.synthetic import generate
 from gateshift.engine.evaluate import evaluate_run, per_class_rows
 from gateshift.engine.tracking import read_metrics
 from gateshift.engine.train import Trainer
+from gateshift.inference.precision import cpu_has_amx
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,25 @@ DEMO_SETTINGS: dict[str, Any] = {
     "train.device": "cpu",
     "eval.batch_size": 16,
 }
+#: ``gateshift demo --precision`` choices; ``auto`` is :func:`demo_precision`
+DEMO_PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def demo_precision(setting: str = "auto") -> str:
+    """The demo's ``train.precision``: ``auto`` is bf16 on CPUs with AMX, else fp32.
+
+    Measured on a 2-core Intel Xeon with AMX (2026-12-02, seed 0): the whole demo took 425 s in
+    bf16 against 783 s in fp32, with the same GSM top-1 (92.4%) and TSN 25.0% against 23.5%.
+    Without AMX, bf16 is not the fast path for this small network: emulated on AVX2-only CPUs
+    (4.9x slower than fp32), and not measured on AVX512-BF16 CPUs without AMX.
+    """
+    if setting not in DEMO_PRECISIONS:
+        raise ValueError(f"demo precision: {setting!r} is not one of {', '.join(DEMO_PRECISIONS)}")
+    if setting != "auto":
+        return setting
+    return "bf16" if cpu_has_amx() else "fp32"
+
+
 #: the two models the demo compares, in the order of its tables
 KINDS = ("gsm", "tsn")
 #: the dataset the demo generates
@@ -194,7 +217,8 @@ def run_demo(
     more cores), 1 one after the other.
     """
     out = Path(out)
-    overrides = overrides or {}
+    # bf16 where it is the fast path (demo_precision), unless the caller chose
+    overrides = {"train.precision": demo_precision(), **(overrides or {})}
     jobs = default_jobs() if jobs is None else jobs
     if jobs not in (1, 2):
         raise ValueError(f"jobs must be 1 or 2, got {jobs}")
