@@ -79,8 +79,9 @@ DEMO_PRECISIONS = ("auto", "fp32", "bf16")
 def demo_precision(setting: str = "auto") -> str:
     """The demo's ``train.precision``: ``auto`` is bf16 on CPUs with AMX, else fp32.
 
-    Measured on a 2-core Intel Xeon with AMX (2026-12-02, seed 0): the whole demo took 425 s in
-    bf16 against 783 s in fp32, with the same GSM top-1 (92.4%) and TSN 25.0% against 23.5%.
+    Measured on a 2-core Intel Xeon with AMX (2026-12-02): the whole demo took 425 s in bf16
+    against 783 s in fp32 at seed 0 (GSM 92.4% both, TSN 25.0% / 23.5%), 494 s against 592 s at
+    seed 2 (GSM 88.6% / 92.4%: one rotation lost to its twin, inside fp32's spread at that seed).
     Without AMX, bf16 is not the fast path for this small network: emulated on AVX2-only CPUs
     (4.9x slower than fp32), and not measured on AVX512-BF16 CPUs without AMX.
     """
