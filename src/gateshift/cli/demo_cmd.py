@@ -32,7 +32,8 @@ def register(sub: Any) -> None:
         choices=("auto", "fp32", "bf16"),
         default="auto",
         help="training precision of both models; auto (default): bf16 autocast on CPUs with "
-        "AMX (Intel Sapphire Rapids and later: about 1.8x faster there, as accurate), else fp32",
+        "AMX (Intel Sapphire Rapids and later: 1.2-1.8x faster there, top-1 within the seeds' "
+        "spread), else fp32",
     )
     p.set_defaults(handler=run)
 
