@@ -132,7 +132,7 @@ def _torch_backend(
     dev = resolve_device(device, what="device")
     dtype = settings.dtype(dev)  # before loading: a precision this device lacks fails fast
     # loaded outside inference mode (see load_bundle); score_views enters it
-    bundle = load_bundle(run, device=dev, channels_last=settings.channels_last)
+    bundle = load_bundle(run, device=dev, channels_last=settings.channels_last, fold=True)
     model = compile_model(bundle.model, what="prediction") if compile else bundle.model
     return TorchNetwork(model, dev, dtype), bundle, settings.views
 

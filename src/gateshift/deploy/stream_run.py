@@ -160,7 +160,7 @@ def stream(
     settings = inference_settings(cfg)
     dev = resolve_device(device, what="device")
     dtype = settings.dtype(dev)
-    bundle = load_bundle(run, device=dev, channels_last=settings.channels_last)
+    bundle = load_bundle(run, device=dev, channels_last=settings.channels_last, fold=True)
     try:
         check_causal(bundle.model)
     except NotCausalError as err:

@@ -390,6 +390,6 @@ def load_run(run: str | Path, overrides: Sequence[str] = (), device: str = "cpu"
     dev = resolve_device(device, what="device")
     dtype = settings.dtype(dev)  # before loading: a precision this device lacks fails fast
     # loaded outside inference mode (see load_bundle); score_views enters it
-    bundle = load_bundle(run, device=dev, channels_last=settings.channels_last)
+    bundle = load_bundle(run, device=dev, channels_last=settings.channels_last, fold=True)
     network = TorchNetwork(bundle.model, dev, dtype)
     return LoadedRun(bundle, cfg, network, VideoViews(bundle, settings.views))

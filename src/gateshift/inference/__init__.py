@@ -10,6 +10,8 @@ validation in :mod:`gateshift.engine`, ``predict`` in :mod:`gateshift.deploy`,
   (``eval.precision``, default ``train.precision``) read from a config with overrides.
 - :mod:`.precision`: a precision setting -> autocast dtype on a device, and the autocast context.
 - :mod:`.device`: the device a preference names; a model placed there in channels_last or NCHW.
+- :mod:`.fold`: batch norms folded into the convolutions feeding them, checked on a clip
+  (``predict``, ``timeline`` and ``stream`` run their torch models so).
 - :mod:`.network`: the ``(B, T, C, H, W) -> logits`` callable that inference runs
   (:class:`TorchNetwork` for PyTorch; :mod:`.onnx_runtime`'s ``OnnxNetwork`` for an exported
   file, whose metadata stands in for the bundle).
@@ -32,6 +34,7 @@ from gateshift.inference.bundle import (
     save_bundle,
 )
 from gateshift.inference.device import place_model, resolve_device
+from gateshift.inference.fold import FoldError, fold_batchnorm
 from gateshift.inference.network import Network, TorchNetwork, eval_mode
 from gateshift.inference.precision import PRECISIONS, Precision, autocast, resolve_precision
 from gateshift.inference.preprocess import VideoViews
@@ -48,6 +51,7 @@ __all__ = [
     "MAX_FRAMES_PER_FORWARD",
     "PRECISIONS",
     "Bundle",
+    "FoldError",
     "InferenceSettings",
     "Network",
     "Precision",
@@ -58,6 +62,7 @@ __all__ = [
     "bundle_dir",
     "eval_mode",
     "eval_overrides",
+    "fold_batchnorm",
     "inference_settings",
     "load_bundle",
     "load_bundle_config",

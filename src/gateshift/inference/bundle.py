@@ -14,6 +14,7 @@ runtime). The training engine writes bundles with :func:`save_bundle`; it does n
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -25,11 +26,14 @@ import torch
 
 from gateshift.config import Config, load_config
 from gateshift.inference.device import place_model
+from gateshift.inference.fold import FoldError, fold_batchnorm
 from gateshift.inference.settings import Views
 from gateshift.input_spec import InputSpec
 from gateshift.models import create_model
 from gateshift.models.recognizer import Recognizer
 from gateshift.models.weights import load_strict, read_weights
+
+log = logging.getLogger(__name__)
 
 BUNDLE_DIR = "bundle"
 BUNDLE_VERSION = 1
@@ -111,14 +115,21 @@ def save_bundle(
 
 
 def load_bundle(
-    path: str | Path, *, device: str | torch.device = "cpu", channels_last: bool = True
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    channels_last: bool = True,
+    fold: bool = False,
 ) -> Bundle:
     """Read a bundle from a run folder (or the bundle folder itself).
 
     The model comes in eval mode on ``device``, in channels_last memory format by default (same
-    outputs, faster on CPU: see :mod:`.device`). Load outside ``torch.inference_mode()``:
-    parameters made there are inference tensors, which keep no version counter, so GSM could
-    not cache its folded weights (see ``GateShift.forward_after``).
+    outputs, faster on CPU: see :mod:`.device`). ``fold``: batch norms that read a convolution's
+    output are folded into it (:mod:`.fold`: same logits, checked; faster on CPU), for models
+    that only run inference; if the check fails the model stays as trained, with a warning.
+    Load outside ``torch.inference_mode()``: parameters made there are inference tensors,
+    which keep no version counter, so GSM could not cache its folded weights (see
+    ``GateShift.forward_after``).
     """
     folder = bundle_dir(path)
     try:
@@ -136,6 +147,14 @@ def load_bundle(
         raise ValueError(f"{folder / 'bundle.json'} is not a valid bundle index: {err}") from err
     load_strict(model, read_weights(folder / "model.safetensors"), source=str(folder))
     place_model(model.eval(), device=device, channels_last=channels_last)
+    if fold:
+        size = spec.crop_size
+        shape = (1, model.num_segments, len(spec.mean), size, size)
+        clip = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+        try:
+            fold_batchnorm(model, clip=clip)
+        except FoldError as err:
+            log.warning("%s: %s", folder, err)
     return Bundle(
         model=model,
         classes=index["classes"],
