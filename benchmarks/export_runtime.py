@@ -3,19 +3,21 @@
     python benchmarks/export_runtime.py [--repeats 15] [--models bninception_gsm mobilenetv2_gsm]
 
 Batch 1, 8 frames at 224, 174 classes, random weights with a non-zero gate and BN statistics
-from one batch of random clips. Rows: PyTorch fp32 channels_last (the default inference path,
-native kernels on), PyTorch bf16 autocast channels_last, ONNX Runtime fp32 (the file ``gateshift
-export`` writes, same threads), ONNX Runtime int8 (``--precision int8``, calibrated on 16 random
-clips: what counts here is its speed; its agreement on real clips is measured on a trained run,
-see the README), and OpenVINO fp32 / bf16 on the fp32 file (when installed). The backends are
-timed in turn within every round (round-robin), so drifts of the machine hit all alike; the
-table gives medians and the ratio to PyTorch fp32. The parity lines under each model are what
-export checks: max relative logit error and top-1 agreement against PyTorch fp32.
+from one batch of random clips. Rows: PyTorch fp32 channels_last (native kernels on), PyTorch
+bf16 autocast channels_last, both again with the batch norms folded into the convolutions
+feeding them (``gateshift.inference.fold``: what ``predict`` runs), ONNX Runtime fp32 (the file
+``gateshift export`` writes, same threads), ONNX Runtime int8 (``--precision int8``, calibrated
+on 16 random clips: what counts here is its speed; its agreement on real clips is measured on a
+trained run, see the README), and OpenVINO fp32 / bf16 on the fp32 file (when installed). The
+backends are timed in turn within every round (round-robin), so drifts of the machine hit all
+alike; the table gives medians and the ratio to PyTorch fp32. The parity lines under each model
+are what export checks: max relative logit error and top-1 agreement against PyTorch fp32.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import tempfile
 import time
@@ -25,6 +27,7 @@ from pathlib import Path
 import torch
 
 from gateshift.deploy.export import export_checked, random_clips
+from gateshift.inference.fold import fold_batchnorm
 from gateshift.inference.onnx_runtime import runtime_network
 from gateshift.models import create_model
 from gateshift.models.recognizer import Recognizer
@@ -52,25 +55,29 @@ def has_openvino() -> bool:
     return True
 
 
+def torch_call(model: Recognizer, clip: torch.Tensor, *, bf16: bool) -> Callable[[], object]:
+    def call() -> object:
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            return model(clip)
+
+    return call
+
+
 def timers(
     model: Recognizer, fp32: Path, int8: Path, threads: int
 ) -> dict[str, Callable[[], object]]:
     clip = random_clips(model, 1, seed=1)
     fast = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    folded = copy.deepcopy(fast)
+    fold_batchnorm(folded, clip=clip)
     ort = runtime_network(fp32, threads=threads)
     ort8 = runtime_network(int8, threads=threads)
 
-    def torch_fp32() -> object:
-        with torch.inference_mode():
-            return fast(clip)
-
-    def torch_bf16() -> object:
-        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
-            return fast(clip)
-
     fns: dict[str, Callable[[], object]] = {
-        "PyTorch fp32 channels_last": torch_fp32,
-        "PyTorch bf16 channels_last": torch_bf16,
+        "PyTorch fp32 channels_last": torch_call(fast, clip, bf16=False),
+        "PyTorch bf16 channels_last": torch_call(fast, clip, bf16=True),
+        "PyTorch fp32 channels_last, BN folded": torch_call(folded, clip, bf16=False),
+        "PyTorch bf16 channels_last, BN folded": torch_call(folded, clip, bf16=True),
         "ONNX Runtime fp32": lambda: ort(clip),
         "ONNX Runtime int8": lambda: ort8(clip),
     }

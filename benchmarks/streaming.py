@@ -16,7 +16,8 @@ For each model (random weights, 224 px, 8 segments) and precision (fp32, bf16 au
 
 Both models have their batch norms folded into the convolutions that feed them
 (:mod:`gateshift.inference.fold`), as ``gateshift predict``, ``timeline`` and ``stream`` run
-them; ``--unfolded`` keeps them. Stream and sliding alternate for ``--rounds`` rounds and each
+them; ``--batchnorm both`` (the default) also times them kept, in the same rounds. Stream and
+sliding alternate for ``--rounds`` rounds and each
 reports its fastest round (the machine's speed drifts between minutes).
 
 Preprocessing and decoding are not timed (the frames are random tensors already normalised):
@@ -103,34 +104,46 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="stream and sliding alternate")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--unfolded", action="store_true", help="keep the batch norms (both sides), as before"
+        "--batchnorm",
+        choices=["folded", "kept", "both"],
+        default="both",
+        help="fold the batch norms into the convolutions (both sides, as predict and stream "
+        "run), keep them, or time both in the same rounds (default)",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    fold = not args.unfolded
+    variants = ["folded", "kept"] if args.batchnorm == "both" else [args.batchnorm]
     print(f"torch {torch.__version__}, {args.threads} threads, {cpu_name()}, "
-          f"{args.size} px, 8 segments, random weights, batch norms "
-          f"{'folded' if fold else 'kept'}, fastest of {args.rounds} rounds")  # fmt: skip
-    print("| model | precision | stream ms/frame (median, p90) | stream frames/s | sliding "
-          "8-frame ms/output | stream / sliding |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+          f"{args.size} px, 8 segments, random weights, fastest of {args.rounds} "
+          "rounds")  # fmt: skip
+    print("| model | precision | batch norms | stream ms/frame (median, p90) | stream frames/s | "
+          "sliding 8-frame ms/output | stream / sliding |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for name in args.models:
-        streamer = gateshift.Streamer(_model(name, True, args.size, fold))
-        offline = _model(name, False, args.size, fold)
-        for precision in args.precisions:
-            streams, slidings = [], []
-            for _ in range(args.rounds):
-                streams.append(time_stream(streamer, precision, args.size, args.steps))
-                slidings.append(time_sliding(offline, precision, args.size, args.clips))
-            s = min(streams, key=lambda r: r["median_ms"])
-            sliding = min(slidings)
-            ratio = s["median_ms"] / (1000 * sliding)
-            fps = max(r["fps"] for r in streams)
-            print(
-                f"| {name} causal | {precision} | {s['median_ms']:.1f}, {s['p90_ms']:.1f} | "
-                f"{fps:.1f} | {1000 * sliding:.1f} | 1/{1 / ratio:.1f} |",
-                flush=True,
+        pairs = {
+            v: (
+                gateshift.Streamer(_model(name, True, args.size, v == "folded")),
+                _model(name, False, args.size, v == "folded"),
             )
+            for v in variants
+        }
+        for precision in args.precisions:
+            streams: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+            slidings: dict[str, list[float]] = {v: [] for v in variants}
+            for _ in range(args.rounds):
+                for v, (streamer, offline) in pairs.items():
+                    streams[v].append(time_stream(streamer, precision, args.size, args.steps))
+                    slidings[v].append(time_sliding(offline, precision, args.size, args.clips))
+            for v in variants:
+                s = min(streams[v], key=lambda r: r["median_ms"])
+                sliding = min(slidings[v])
+                ratio = s["median_ms"] / (1000 * sliding)
+                fps = max(r["fps"] for r in streams[v])
+                print(
+                    f"| {name} causal | {precision} | {v} | {s['median_ms']:.1f}, "
+                    f"{s['p90_ms']:.1f} | {fps:.1f} | {1000 * sliding:.1f} | 1/{1 / ratio:.1f} |",
+                    flush=True,
+                )
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
 

@@ -60,3 +60,38 @@ def test_missing_or_broken_bundles_are_named(tiny_synthetic: Path, tmp_path: Pat
     (run / "bundle" / "bundle.json").write_text(json.dumps(index))
     with pytest.raises(ValueError, match=r"bundle\.json is not a valid bundle index"):
         load_bundle(run)
+
+
+def _batchnorms(model: torch.nn.Module) -> int:
+    return sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+def test_fold_loads_the_model_with_its_batch_norms_folded_and_the_same_outputs(
+    tiny_synthetic: Path, tmp_path: Path
+) -> None:
+    run, saved = make_run(tmp_path, tiny_synthetic)
+    folded = load_bundle(run, fold=True).model
+    assert 0 < _batchnorms(folded) < _batchnorms(saved)  # the GSM-adjacent ones stay
+    clips = torch.rand(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(clips), saved(clips), rtol=1e-4, atol=1e-5)
+    from gateshift.deploy.predict import _torch_backend
+
+    network, _, _ = _torch_backend(run, (), "cpu")
+    assert _batchnorms(network.model) == _batchnorms(folded)  # type: ignore[attr-defined]
+
+
+def test_a_refused_fold_loads_the_model_unfolded_with_a_warning(
+    tiny_synthetic: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from gateshift.inference import fold
+
+    run, saved = make_run(tmp_path, tiny_synthetic)
+    monkeypatch.setattr(fold, "TOLERANCE", -1.0)
+    with caplog.at_level("WARNING"):
+        model = load_bundle(run, fold=True).model
+    assert _batchnorms(model) == _batchnorms(saved)
+    assert "left unfolded" in caplog.text and str(run) in caplog.text
