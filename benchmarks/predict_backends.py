@@ -41,11 +41,19 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--videos", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        default=None,
+        help="int8 export threshold (default: gateshift export's, 0.98); the agreement is printed",
+    )
     args = parser.parse_args()
     videos = validation_videos(args.run, args.videos)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_run(args.run, Path(tmp) / "fp32.onnx")
-        int8 = export_run(args.run, Path(tmp) / "int8.onnx", precision="int8")
+        int8 = export_run(
+            args.run, Path(tmp) / "int8.onnx", precision="int8", min_agreement=args.min_agreement
+        )
         print(
             f"exports: fp32 max rel. error {fp32.max_rel_error:.1e}; int8 top-1 agreement "
             f"{100 * int8.top1_agreement:.1f}% with PyTorch fp32 on {int8.clips} "
