@@ -148,11 +148,8 @@ def load_bundle(
     load_strict(model, read_weights(folder / "model.safetensors"), source=str(folder))
     place_model(model.eval(), device=device, channels_last=channels_last)
     if fold:
-        size = spec.crop_size
-        shape = (1, model.num_segments, len(spec.mean), size, size)
-        clip = torch.randn(shape, generator=torch.Generator().manual_seed(0))
         try:
-            fold_batchnorm(model, clip=clip)
+            fold_batchnorm(model, spec=spec)
         except FoldError as err:
             log.warning("%s: %s", folder, err)
     return Bundle(

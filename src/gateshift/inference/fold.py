@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from gateshift.input_spec import InputSpec
 from gateshift.models.recognizer import Recognizer
 from gateshift.models.temporal.insert import TemporalWrap
 
@@ -114,11 +115,14 @@ def _find_pairs(
     return once, logits
 
 
-def fold_batchnorm(model: Recognizer, *, clip: Tensor | None = None) -> int:
+def fold_batchnorm(
+    model: Recognizer, *, clip: Tensor | None = None, spec: InputSpec | None = None
+) -> int:
     """Fold every batch norm that reads a convolution's output into that convolution, in place;
     returns how many folded. ``model`` must be in eval mode (training updates batch-norm
     statistics, which a folded model no longer has). ``clip``: the input the outputs are
-    checked on, ``(1, T, C, H, W)``; default: random, at the model's input size.
+    checked on, ``(1, T, C, H, W)``; default: a seeded random clip at ``spec``'s crop size
+    (default: the model's input spec; a run's bundle may train at another size).
 
     Raises :class:`FoldError` (and leaves the model as it was) if the folded model's logits
     differ from the original's by more than :data:`TOLERANCE` of their largest magnitude.
@@ -127,41 +131,61 @@ def fold_batchnorm(model: Recognizer, *, clip: Tensor | None = None) -> int:
         raise ValueError("fold_batchnorm works on a model in eval mode; call model.eval() first")
     first = next(model.parameters())
     if clip is None:
-        size = model.input_spec.crop_size
-        generator = torch.Generator().manual_seed(0)
-        clip = torch.randn(1, model.num_segments, 3, size, size, generator=generator)
+        spec = spec or model.input_spec
+        shape = (1, model.num_segments, len(spec.mean), spec.crop_size, spec.crop_size)
+        clip = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     clip = clip.to(first.device)
     # outside inference mode: folded weights made inside it would be inference tensors, which
     # GSM's caches refuse (see load_bundle)
     with torch.inference_mode(False), torch.no_grad():
         pairs, before = _find_pairs(model, clip)
         parents = _parents(model)
-        folds = []
-        for conv, bn in pairs:
-            parent, name = parents[id(bn)]
-            folds.append(_Fold(conv, bn, parent, name, conv.weight, conv.bias))
-            fmt = (
-                torch.contiguous_format
-                if conv.weight.is_contiguous()
-                else torch.channels_last  # place_model's other format
-            )
-            assert bn.running_mean is not None and bn.running_var is not None
-            weight, bias = fuse_conv_bn_weights(
-                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
-            )
-            conv.weight = nn.Parameter(weight.detach().contiguous(memory_format=fmt))
-            conv.bias = nn.Parameter(bias.detach())
-            setattr(parent, name, nn.Identity())
-        after = model(clip)
+        folds: list[_Fold] = []
+        try:
+            after = _apply(pairs, parents, folds, model, clip)
+        except BaseException:
+            _restore(folds)
+            raise
     scale = before.abs().max().clamp_min(1e-12)
     error = float((after - before).abs().max() / scale)
     if not error <= TOLERANCE:
-        for fold in folds:
-            fold.conv.weight, fold.conv.bias = fold.weight, fold.bias
-            setattr(fold.parent, fold.name, fold.bn)
+        _restore(folds)
         raise FoldError(
             f"folding {len(folds)} batch norms into convolutions changed "
             f"{model.name or 'the model'}'s logits by {error:.2e} of their scale (> {TOLERANCE}); "
             "the model was left unfolded"
         )
     return len(folds)
+
+
+def _apply(
+    pairs: list[tuple[nn.Conv2d, nn.BatchNorm2d]],
+    parents: dict[int, tuple[nn.Module, str]],
+    folds: list[_Fold],
+    model: Recognizer,
+    clip: Tensor,
+) -> Tensor:
+    """Fold ``pairs`` (recording each in ``folds`` first, so it can be undone) and return the
+    folded model's logits of ``clip``."""
+    for conv, bn in pairs:
+        parent, name = parents[id(bn)]
+        folds.append(_Fold(conv, bn, parent, name, conv.weight, conv.bias))
+        fmt = (
+            torch.contiguous_format
+            if conv.weight.is_contiguous()
+            else torch.channels_last  # place_model's other format
+        )
+        assert bn.running_mean is not None and bn.running_var is not None
+        weight, bias = fuse_conv_bn_weights(
+            conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+        )
+        conv.weight = nn.Parameter(weight.detach().contiguous(memory_format=fmt))
+        conv.bias = nn.Parameter(bias.detach())
+        setattr(parent, name, nn.Identity())
+    return model(clip)
+
+
+def _restore(folds: list[_Fold]) -> None:
+    for fold in folds:
+        fold.conv.weight, fold.conv.bias = fold.weight, fold.bias
+        setattr(fold.parent, fold.name, fold.bn)
