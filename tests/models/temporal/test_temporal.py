@@ -9,7 +9,7 @@ from torch import nn
 
 from gateshift.models.temporal import GateShift, GateShiftFuse, TemporalShift, make_temporal
 from gateshift.models.temporal._cache import InferenceCache
-from gateshift.models.temporal._fast_gate import fast_gate
+from gateshift.models.temporal._fast_gate import _gate_sum, _GateSum, fast_gate
 from gateshift.models.temporal._fast_shift import GatedShiftFunction
 from gateshift.models.temporal._gate import GateConv, conv3d_from_taps
 from gateshift.models.temporal.gsm import frame_gate, gated_shift, spatiotemporal_gate
@@ -121,6 +121,25 @@ def test_every_gate_path_equals_the_published_conv3d_in_float64(
     wanted = torch.autograd.grad((expected * weights).sum(), inputs)
     for grad, want in zip(grads, wanted, strict=True):
         torch.testing.assert_close(grad, want, rtol=1e-12, atol=1e-12)
+
+
+def test_gate_sum_adjoint_is_the_gradient_of_the_slice_adds() -> None:
+    """The training gate's written-out backward (an im2col of the time-shifted gradient) is
+    the exact gradient of the forward's slice adds, taps at every border included."""
+    gen = torch.Generator().manual_seed(7)
+    taps = torch.randn(2, 4, 2, 3, 3, 3, 5, 6, dtype=torch.float64, generator=gen)
+    bias = torch.randn(2, dtype=torch.float64, generator=gen)
+    taps.requires_grad_()
+    bias.requires_grad_()
+    assert torch.autograd.gradcheck(_GateSum.apply, (taps, bias))
+    weights = torch.randn(2, 4, 2, 5, 6, dtype=torch.float64, generator=gen)
+    got = torch.autograd.grad((_GateSum.apply(taps, bias) * weights).sum(), (taps, bias))
+    want = torch.autograd.grad((_gate_sum(taps, bias) * weights).sum(), (taps, bias))
+    for grad, wanted in zip(got, want, strict=True):
+        torch.testing.assert_close(grad, wanted, rtol=0, atol=1e-12)
+    # only the slice adds' own taps get gradient: tap 0 of the last frame feeds no frame
+    assert got[0][:, -1, :, 0].abs().max() == 0
+    assert got[0][:, 0, :, 2].abs().max() == 0
 
 
 def test_gsm_parameter_count_is_29c_plus_2() -> None:
