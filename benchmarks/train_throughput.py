@@ -1,7 +1,7 @@
 """Clips/s of a full training step (data + forward + backward + optimiser step), and data wait.
 
-    python benchmarks/train_throughput.py [--steps 20] [--rounds 3] [--models demo resnet50]
-        [--data /tmp/gs_train_bench]
+    python benchmarks/train_throughput.py [--steps 20] [--rounds 3]
+        [--models demo demo_tsn resnet50] [--data /tmp/gs_train_bench]
 
 Runs :class:`gateshift.engine.train.Trainer` itself (the loop ``gateshift train`` runs) on the
 embedded dataset, so loading, augmentation, the model, the loss, gradient clipping and the
@@ -44,6 +44,7 @@ RESNET50 = {
 
 
 DEMO = {"model.name": "resnet18_gsm", **DEMO_SETTINGS}  # the settings leave the name to the demo
+DEMO_TSN = {**DEMO, "model.name": "resnet18_tsn"}
 
 
 def measure(settings: dict[str, Any], root: Path, steps: int, warmup: int) -> dict[str, float]:
@@ -66,7 +67,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps (ResNet-50: a quarter)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; each setting's best counts")
     parser.add_argument(
-        "--models", nargs="+", default=["demo", "resnet50"], choices=["demo", "resnet50"]
+        "--models",
+        nargs="+",
+        default=["demo", "resnet50"],
+        choices=["demo", "demo_tsn", "resnet50"],
+        help="demo_tsn: the demo recipe without a temporal module, GSM's baseline",
     )
     parser.add_argument("--data", type=Path, default=Path("/tmp/gs_train_bench"))
     args = parser.parse_args()
@@ -79,6 +84,7 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     models = {  # name -> (label, settings, data, timed steps); each runs in fp32 and in bf16
         "demo": ("demo recipe (resnet18_gsm width 24, 8x56, batch 16)", DEMO, small, args.steps),
+        "demo_tsn": ("demo recipe as resnet18_tsn", DEMO_TSN, small, args.steps),
         "resnet50": ("resnet50_gsm 8x224, batch 4", RESNET50, large, args.steps // 4),
     }
     cases, fp32_of = [], {}  # fp32_of: bf16 row -> its fp32 row

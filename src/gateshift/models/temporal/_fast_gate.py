@@ -12,6 +12,8 @@ Same maths as ``tanh(conv3d(relu(bn3d(X))))``, in another order of sums:
   CPU, and the permute to ``(N, C, T, H, W)`` costs two copies).
 * In bf16/fp16 the sums run on float32 planes (strided half-precision slice adds were slower
   than one conversion).
+* Training: the tap sums run inside :class:`_GateSum`, whose backward is their adjoint written
+  out (an im2col of the time-shifted gradient), not autograd through the slice adds.
 * Native path (CPU inference, eval BN): the BN is folded into a per-channel scale and shift,
   and BN + ReLU and the sums + tanh each run as one C++ loop (:mod:`._native`); every derived
   weight is kept in one :class:`.InferenceCache` (a :data:`NativePlan`) until a parameter or
