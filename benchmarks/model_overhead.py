@@ -9,9 +9,9 @@ turn within each round (round-robin), so slow drifts of the machine hit all of t
 the first table shows medians over the rounds, the second the difference to TSN of the fastest
 round (the estimate least touched by the rest of the host).
 
-Rows: TSN (no temporal module), TSM, our GSM, our GSM with its fused C++ inference kernels off
-(``GATESHIFT_NATIVE=0``: the same maths as eager PyTorch ops; training uses those anyway, so
-its train columns measure the same thing twice and show the noise), and a straightforward GSM
+Rows: TSN (no temporal module), TSM, our GSM, our GSM with its fused C++ kernels off
+(``GATESHIFT_NATIVE=0``: the same maths as eager PyTorch ops; in training the kernels run only
+the gated shift's forward and backward where there is no interleave), and a straightforward GSM
 written the way the published definition reads (:class:`StraightforwardGSM`: a contiguous
 ``(N, C, T, H, W)`` copy, BatchNorm3d, grouped ``Conv3d``, ``torch.cat`` shifts, a copy back to
 frames), which is what the released code does. Columns: fp32 in NCHW, fp32 in channels_last,

@@ -1,5 +1,5 @@
-"""The native C++ inference kernels (gated shift, gate BN + ReLU, gate sums + tanh) against the
-plain-op definitions, and whole models with and without them."""
+"""The native C++ kernels (gated shift and its backward, gate BN + ReLU, gate sums + tanh)
+against the plain-op definitions, and whole models with and without them."""
 
 from __future__ import annotations
 
@@ -54,6 +54,67 @@ def test_native_shift_equals_the_definition(
 
 
 @needs_native
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("t", "c"), [(1, 4), (3, 6), (4, 70)])
+def test_native_shift_backward_equals_the_definitions_gradients(
+    channels_last: bool, dtype: torch.dtype, t: int, c: int
+) -> None:
+    x, gate = _frames(2, t, c, 5, 3, dtype, channels_last)
+    grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(7)).to(dtype)
+    got = _native.gated_shift_backward(x, gate, grad, t)
+    assert got is not None
+    grad_x, grad_gate = got
+    assert grad_x.dtype == dtype and grad_gate.dtype == torch.float32
+    assert grad_x.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert grad_gate.shape == gate.shape
+    # autograd through the definition, float64, on the same (rounded) inputs
+    x64 = x.double().requires_grad_()
+    gate64 = gate.double().requires_grad_()
+    gated_shift(x64, gate64, t, interleave=False).backward(grad.double())
+    tol = 1e-5 if dtype == torch.float32 else 2**-7
+    torch.testing.assert_close(grad_x.double(), x64.grad, rtol=tol, atol=tol)
+    # dG sums C/2 products, accumulated in float32 whatever the dtype
+    torch.testing.assert_close(grad_gate.double(), gate64.grad, rtol=1e-5, atol=1e-4)
+
+
+@needs_native
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_a_gsm_training_step_gives_the_same_gradients_with_and_without_the_kernels(
+    channels_last: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    model = create_model("resnet18_gsm", num_classes=5, num_segments=4, width=8, dropout=0.0)
+    for name, module in model.named_modules():
+        if name.endswith("conv3D"):  # a non-zero gate in every GSM
+            torch.nn.init.normal_(module.weight, std=0.3)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    clip = torch.randn(2, 4, 3, 32, 32)
+    calls: list[int] = []
+    real = _native.gated_shift_backward
+
+    def counted(*args: object) -> object:
+        calls.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_native, "gated_shift_backward", counted)
+
+    def gradients() -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        model(clip).square().sum().backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    native = gradients()
+    assert calls, "the training step did not reach the native backward"
+    monkeypatch.setenv("GATESHIFT_NATIVE", "0")
+    eager = gradients()
+    assert len(native) == len(eager)
+    for a, b in zip(native, eager, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@needs_native
 def test_inference_takes_the_native_path_and_training_the_autograd_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -80,7 +141,8 @@ def test_inference_takes_the_native_path_and_training_the_autograd_one(
     assert calls == ["gate", "shift"]
     assert choose_path(x, gsm.bn, params) == "autograd"  # the parameters require gradients
     trained = gsm(x)
-    assert calls == ["gate", "shift"] and trained.requires_grad
+    # training: the autograd path, whose gated shift (no interleave) runs the kernel forward
+    assert calls == ["gate", "shift", "shift"] and trained.requires_grad
     torch.testing.assert_close(native, trained.detach(), rtol=1e-5, atol=1e-5)
     monkeypatch.setenv("GATESHIFT_NATIVE", "0")
     with torch.no_grad():

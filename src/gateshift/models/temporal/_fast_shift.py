@@ -2,7 +2,8 @@
 
 Eager (:func:`shift_two_passes`): the interleaved output is written in two passes over memory,
 ``out = X - G*X`` then the shifted ``G*X`` added in place. Training runs it inside
-:class:`GatedShiftFunction`, whose backward is closed-form, in a handful of passes::
+:class:`GatedShiftFunction`, whose backward is closed-form, in a handful of passes (without the
+interleave, on CPU, the native kernels run forward and backward in one pass each)::
 
     D_1[t] = dZ_1[t-1] - dZ_1[t],   D_2[t] = dZ_2[t+1] - dZ_2[t]
     dX = dZ + G * D,                 dG = sum over the half's channels of X * D
@@ -96,7 +97,8 @@ class GatedShiftFunction(torch.autograd.Function):
     def forward(
         ctx: FunctionCtx, x: Tensor, gate: Tensor, num_segments: int, interleave: bool
     ) -> Tensor:
-        out = shift_two_passes(x, gate, num_segments, interleave)
+        native = None if interleave else _native.gated_shift(x, gate, num_segments)
+        out = shift_two_passes(x, gate, num_segments, interleave) if native is None else native
         ctx.save_for_backward(x, gate)
         ctx.num_segments = num_segments  # type: ignore[attr-defined]
         ctx.interleave = interleave  # type: ignore[attr-defined]
@@ -108,19 +110,26 @@ class GatedShiftFunction(torch.autograd.Function):
         x, gate = ctx.saved_tensors  # type: ignore[attr-defined]
         num_segments: int = ctx.num_segments  # type: ignore[attr-defined]
         interleave: bool = ctx.interleave  # type: ignore[attr-defined]
+        native = (
+            None if interleave else _native.gated_shift_backward(x, gate, grad_out, num_segments)
+        )
+        if native is not None:
+            return native[0], native[1].to(gate.dtype), None, None
         g = gate.to(x.dtype)
         grad_out = same_format_as(grad_out.to(x.dtype), x)
         grad_x = torch.empty_like(x)
         xv, gov, gv = _views(x, grad_out, g, num_segments, interleave)
         dv = grad_x.view(xv.shape)  # D, then dX; indexed like xv
-        for a in range(xv.shape[3]):
+        for a in range(xv.shape[3]):  # one pass each: D, then dX over it
             da, ga = dv[:, :, :, a], gov[:, :, :, a]
-            torch.neg(ga, out=da)
-            da[:, 1:, 0].add_(ga[:, :-1, 0])  # half 1: D[t] = dZ[t-1] - dZ[t]
-            da[:, :-1, 1].add_(ga[:, 1:, 1])  # half 2: D[t] = dZ[t+1] - dZ[t]
+            torch.sub(ga[:, :-1, 0], ga[:, 1:, 0], out=da[:, 1:, 0])  # D_1[t] = dZ_1[t-1] - dZ_1[t]
+            torch.neg(ga[:, :1, 0], out=da[:, :1, 0])  # (nothing before the first frame)
+            torch.sub(ga[:, 1:, 1], ga[:, :-1, 1], out=da[:, :-1, 1])  # D_2[t] = dZ_2[t+1] - ...
+            torch.neg(ga[:, -1:, 1], out=da[:, -1:, 1])  # (nothing after the last)
         grad_gate = (xv * dv).sum(dim=(3, 4))  # (N, T, 2, H, W)
         for a in range(xv.shape[3]):
-            dv[:, :, :, a].mul_(gv).add_(gov[:, :, :, a])  # dX = dZ + G * D
+            da = dv[:, :, :, a]
+            torch.addcmul(gov[:, :, :, a], da, gv, out=da)  # dX = dZ + G * D, in D's place
         return grad_x, grad_gate.to(gate.dtype).view_as(gate), None, None
 
 

@@ -1,4 +1,4 @@
-// Fused CPU kernels for GSM/GSF inference, built on first use by
+// Fused CPU kernels for GSM/GSF inference (and the gated shift's backward), built on first use by
 // gateshift.models.temporal._native. Every kernel computes in float32 and rounds once to the
 // tensors' dtype (float32 or bfloat16); layouts are contiguous (N*T, C, H, W) or channels_last.
 //
@@ -8,6 +8,10 @@
 //
 // affine_relu: U = max(0, X * scale[c] + shift[c]), the gate's BatchNorm (eval) and ReLU in one
 // pass.
+//
+// gated_shift_backward: the gradients of gated_shift (training), in one pass over memory.
+// D_1[t] = dZ_1[t-1] - dZ_1[t] and D_2[t] = dZ_2[t+1] - dZ_2[t] (dZ zero outside the clip);
+// dX = dZ + G*D; dG[half] = sum over the half's channels of X*D, accumulated in float32.
 //
 // gate_fold: the gate planes G = tanh(bias + sums) from the 54 maps Y of the gate's 1x1
 // convolution (_gate.py, _gate_by_fold): map g*27 + k*9 + 3*dy + dx of frame t + k - 1 at pixel
@@ -144,6 +148,84 @@ void shift_contiguous(const T* x, const T* gate, T* out, int64_t clips, int64_t 
         for (int64_t p = 0; p < pixels; ++p) {
           const float xv = load(xi, p);
           store(zi, p, xv - load(g, p) * xv + on * load(go, p) * load(xo, p));
+        }
+      }
+    }
+  });
+}
+
+// gated_shift_backward, channels_last: frames (N, T, H*W pixels, C), gate (N*T, H, W, 2),
+// grad_gate (N*T, H, W, 2) float32. A task owns one pixel of one clip through all its frames,
+// so the neighbouring frame's dZ at that pixel was read one step before (still in cache).
+template <typename T>
+void shift_backward_channels_last(const T* x, const T* gate, const T* grad, T* grad_x,
+                                  float* grad_gate, int64_t clips, int64_t segments,
+                                  int64_t pixels, int64_t channels) {
+  const int64_t half = channels / 2;
+  constexpr int64_t kChunk = 256;
+  at::parallel_for(0, clips * pixels, 16, [&](int64_t begin, int64_t end) {
+    float products[kChunk];
+    for (int64_t q = begin; q < end; ++q) {
+      const int64_t first = (q / pixels) * segments * pixels + q % pixels;  // frame 0's pixel
+      for (int64_t t = 0; t < segments; ++t) {
+        const int64_t i = first + t * pixels;
+        for (int64_t h = 0; h < 2; ++h) {  // half 1 reads dZ of frame t-1, half 2 of frame t+1
+          const bool inside = h == 0 ? t > 0 : t + 1 < segments;
+          const int64_t other = inside ? (h == 0 ? i - pixels : i + pixels) : i;
+          const float on = inside ? 1.0f : 0.0f;
+          const float g = load(gate, i * 2 + h);
+          const int64_t base = i * channels + h * half, obase = other * channels + h * half;
+          float sum = 0.0f;
+          // the products go through a float buffer: a reduction in the same loop as the
+          // bfloat16 conversions did not vectorise
+          for (int64_t c0 = 0; c0 < half; c0 += kChunk) {
+            const int64_t len = std::min(kChunk, half - c0);
+#pragma omp simd
+            for (int64_t c = 0; c < len; ++c) {
+              const float dz = load(grad, base + c0 + c);
+              const float d = on * load(grad, obase + c0 + c) - dz;
+              products[c] = load(x, base + c0 + c) * d;
+              store(grad_x, base + c0 + c, dz + g * d);
+            }
+            float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+            for (int64_t c = 0; c < len; ++c) acc += products[c];
+            sum += acc;
+          }
+          grad_gate[i * 2 + h] = sum;
+        }
+      }
+    }
+  });
+}
+
+// gated_shift_backward, contiguous: frames (N, T, C, H*W), gate and grad_gate (N*T, 2, H*W).
+// A task owns one half of one frame: its channels in turn, summing into its gradient plane.
+// (Walking the frames inside each channel, to find the neighbour's dZ in cache, was slower:
+// short strided runs instead of whole planes.)
+template <typename T>
+void shift_backward_contiguous(const T* x, const T* gate, const T* grad, T* grad_x,
+                               float* grad_gate, int64_t clips, int64_t segments, int64_t pixels,
+                               int64_t channels) {
+  const int64_t half = channels / 2;
+  at::parallel_for(0, clips * segments * 2, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t q = begin; q < end; ++q) {
+      const int64_t frame = q / 2, h = q % 2, t = frame % segments;
+      const bool inside = h == 0 ? t > 0 : t + 1 < segments;
+      const int64_t other = inside ? (h == 0 ? frame - 1 : frame + 1) : frame;
+      const float on = inside ? 1.0f : 0.0f;
+      const T* g = gate + (frame * 2 + h) * pixels;
+      float* acc = grad_gate + (frame * 2 + h) * pixels;
+      std::fill(acc, acc + pixels, 0.0f);
+      for (int64_t c = h * half; c < (h + 1) * half; ++c) {
+        const int64_t base = (frame * channels + c) * pixels;
+        const int64_t obase = (other * channels + c) * pixels;
+#pragma omp simd
+        for (int64_t p = 0; p < pixels; ++p) {
+          const float dz = load(grad, base + p);
+          const float d = on * load(grad, obase + p) - dz;
+          acc[p] += load(x, base + p) * d;
+          store(grad_x, base + p, dz + load(g, p) * d);
         }
       }
     }
@@ -301,6 +383,34 @@ void gated_shift_(at::Tensor& x, const at::Tensor& gate, int64_t segments, bool 
   shift_into(x, gate, x, segments, channels_last);
 }
 
+// x, gate as for gated_shift; grad: dZ, x's shape, dtype and layout. Returns dX (x's dtype and
+// layout) and dG (N*T, 2, H, W) float32 in x's layout.
+std::vector<at::Tensor> gated_shift_backward(const at::Tensor& x, const at::Tensor& gate,
+                                             const at::Tensor& grad, int64_t segments,
+                                             bool channels_last) {
+  const int64_t clips = x.size(0) / segments, channels = x.size(1);
+  const int64_t pixels = x.size(2) * x.size(3);
+  at::Tensor grad_x = at::empty_like(x);
+  at::Tensor grad_gate = at::empty(
+      {x.size(0), 2, x.size(2), x.size(3)},
+      x.options().dtype(at::kFloat).memory_format(channels_last ? at::MemoryFormat::ChannelsLast
+                                                                : at::MemoryFormat::Contiguous));
+  by_dtype(x, [&](auto* tag) {
+    using T = Elem<decltype(tag)>;
+    const T* xp = x.const_data_ptr<T>();
+    const T* gp = gate.const_data_ptr<T>();
+    const T* dp = grad.const_data_ptr<T>();
+    T* op = grad_x.mutable_data_ptr<T>();
+    float* ggp = grad_gate.mutable_data_ptr<float>();
+    if (channels_last) {
+      shift_backward_channels_last(xp, gp, dp, op, ggp, clips, segments, pixels, channels);
+    } else {
+      shift_backward_contiguous(xp, gp, dp, op, ggp, clips, segments, pixels, channels);
+    }
+  });
+  return {grad_x, grad_gate};
+}
+
 // x as for gated_shift; scale, shift: (C) contiguous float32.
 at::Tensor affine_relu(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift,
                        bool channels_last) {
@@ -358,6 +468,7 @@ at::Tensor tanh_float(const at::Tensor& x) {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gated_shift", &gated_shift, "GSM gated shift, one pass (inference)");
   m.def("gated_shift_", &gated_shift_, "GSM gated shift in place (inference)");
+  m.def("gated_shift_backward", &gated_shift_backward, "gradients of gated_shift (training)");
   m.def("affine_relu", &affine_relu, "max(0, x * scale[c] + shift[c]), one pass");
   m.def("gate_fold", &gate_fold, "gate planes from the 54 maps of the gate's 1x1 conv");
   m.def("tanh_float", &tanh_float, "the kernels' float32 tanh");

@@ -7,9 +7,12 @@ slow tail when C/2 is not a multiple of 32), the gate's BatchNorm and ReLU as tw
 gate's frame and offset sums and tanh as ten small ops. Here each is one C++ loop: the gated
 shift (:func:`gated_shift`), the eval BatchNorm + ReLU (:func:`affine_relu`) and the gate sums
 + tanh (:func:`gate_fold`); :func:`gate` runs the whole gate with them. They serve the
-``native`` path of :func:`.gsm.choose_path` only (inference, CPU, float32 and bfloat16 tensors
+``native`` path of :func:`.gsm.choose_path` (inference, CPU, float32 and bfloat16 tensors
 that are contiguous or channels_last); anything else, and any machine where the build fails,
-runs the eager ops, which compute the same maths.
+runs the eager ops, which compute the same maths. In training, the gated shift without the
+interleave (every folded placement) runs its forward (:func:`gated_shift`) and its closed-form
+backward (:func:`gated_shift_backward`: ``D``, ``dX`` and ``dG`` in one pass instead of five)
+here too, inside :class:`._fast_shift.GatedShiftFunction`.
 
 The extension is built once per machine with ``torch.utils.cpp_extension`` (a C++ compiler and
 ninja are needed; about 15 s on 2 cores) and cached under ``TORCH_EXTENSIONS_DIR`` (default
@@ -178,6 +181,24 @@ def gated_shift(
         return x
     out: Tensor = module.gated_shift(x, planes, num_segments, channels_last)
     return out
+
+
+def gated_shift_backward(
+    x: Tensor, gate: Tensor, grad: Tensor, num_segments: int
+) -> tuple[Tensor, Tensor] | None:
+    """The gradients ``(dX, dG)`` of :func:`gated_shift` for output gradient ``grad`` in one
+    pass (``dG`` float32, the gate's shape), or None when the kernels cannot take ``x``."""
+    channels_last = layout(x)
+    if channels_last is None or x.shape[1] % 2 != 0 or x.shape[0] % num_segments != 0:
+        return None
+    module = native_module()
+    if module is None:
+        return None
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    planes = gate.reshape(x.shape[0], 2, *x.shape[2:]).to(x.dtype, memory_format=fmt)
+    grad = grad.to(x.dtype, memory_format=fmt)
+    grad_x, grad_planes = module.gated_shift_backward(x, planes, grad, num_segments, channels_last)
+    return grad_x, grad_planes.reshape(gate.shape)
 
 
 def affine_relu(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor | None:
