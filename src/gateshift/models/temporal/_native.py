@@ -162,20 +162,35 @@ def takes(x: Tensor) -> bool:
     return layout(x) is not None and native_module() is not None
 
 
-def gated_shift(
-    x: Tensor, gate: Tensor, num_segments: int, *, inplace: bool = False
-) -> Tensor | None:
-    """GSM's gated shift without interleave (``(N*T, C, H, W)`` frames, ``(N, T, 2, H, W)``
-    gate) in one pass, or None when the kernels cannot take these tensors. ``inplace``
-    overwrites ``x`` (only for frames nothing else holds)."""
+def _planes_format(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def _shift_inputs(
+    x: Tensor, gate: Tensor, num_segments: int
+) -> tuple[ModuleType, bool, Tensor] | None:
+    """The module, ``x``'s layout and the gate as ``(N*T, 2, H, W)`` planes in ``x``'s dtype and
+    layout, or None when the shift kernels cannot take ``x``."""
     channels_last = layout(x)
     if channels_last is None or x.shape[1] % 2 != 0 or x.shape[0] % num_segments != 0:
         return None
     module = native_module()
     if module is None:
         return None
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    planes = gate.reshape(x.shape[0], 2, *x.shape[2:]).to(x.dtype, memory_format=fmt)
+    planes = gate.reshape(x.shape[0], 2, *x.shape[2:])
+    return module, channels_last, planes.to(x.dtype, memory_format=_planes_format(channels_last))
+
+
+def gated_shift(
+    x: Tensor, gate: Tensor, num_segments: int, *, inplace: bool = False
+) -> Tensor | None:
+    """GSM's gated shift without interleave (``(N*T, C, H, W)`` frames, ``(N, T, 2, H, W)``
+    gate) in one pass, or None when the kernels cannot take these tensors. ``inplace``
+    overwrites ``x`` (only for frames nothing else holds)."""
+    prepared = _shift_inputs(x, gate, num_segments)
+    if prepared is None:
+        return None
+    module, channels_last, planes = prepared
     if inplace:
         module.gated_shift_(x, planes, num_segments, channels_last)
         return x
@@ -188,15 +203,11 @@ def gated_shift_backward(
 ) -> tuple[Tensor, Tensor] | None:
     """The gradients ``(dX, dG)`` of :func:`gated_shift` for output gradient ``grad`` in one
     pass (``dG`` float32, the gate's shape), or None when the kernels cannot take ``x``."""
-    channels_last = layout(x)
-    if channels_last is None or x.shape[1] % 2 != 0 or x.shape[0] % num_segments != 0:
+    prepared = _shift_inputs(x, gate, num_segments)
+    if prepared is None:
         return None
-    module = native_module()
-    if module is None:
-        return None
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    planes = gate.reshape(x.shape[0], 2, *x.shape[2:]).to(x.dtype, memory_format=fmt)
-    grad = grad.to(x.dtype, memory_format=fmt)
+    module, channels_last, planes = prepared
+    grad = grad.to(x.dtype, memory_format=_planes_format(channels_last))
     grad_x, grad_planes = module.gated_shift_backward(x, planes, grad, num_segments, channels_last)
     return grad_x, grad_planes.reshape(gate.shape)
 
