@@ -11,6 +11,7 @@ so nothing here copies: a channels_last batch stays channels_last.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -32,14 +33,23 @@ def split_time(x: Tensor, num_segments: int) -> Tensor:
     return x.view(-1, num_segments, *x.shape[1:])
 
 
+def _time_pad(x: Tensor, before: int, after: int) -> list[int]:
+    """``F.pad``'s argument that pads dimension 1 (time) of ``x`` and nothing else."""
+    return [0, 0] * (x.dim() - 2) + [before, after]
+
+
+# The zero frames are a constant pad (one ONNX ``Pad``), not a concatenation with zeros: an
+# exported ``zeros_like`` becomes Shape + Expand + Concat per use, three ops where one does.
+
+
 def take_next(x: Tensor) -> Tensor:
     """Frame t receives frame t+1, the last frame zeros; ``x`` is ``(N, T, ...)``."""
-    return torch.cat((x[:, 1:], torch.zeros_like(x[:, :1])), dim=1)
+    return F.pad(x[:, 1:], _time_pad(x, 0, 1))
 
 
 def take_previous(x: Tensor) -> Tensor:
     """Frame t receives frame t-1, the first frame zeros; ``x`` is ``(N, T, ...)``."""
-    return torch.cat((torch.zeros_like(x[:, :1]), x[:, :-1]), dim=1)
+    return F.pad(x[:, :-1], _time_pad(x, 1, 0))
 
 
 def take_earlier(x: Tensor, steps: int) -> Tensor:
@@ -48,8 +58,7 @@ def take_earlier(x: Tensor, steps: int) -> Tensor:
     The causal modules' shift (:mod:`.causal`); ``steps=1`` is :func:`take_previous`.
     """
     keep = max(x.shape[1] - steps, 0)
-    pad = torch.zeros_like(x[:, : x.shape[1] - keep])
-    return torch.cat((pad, x[:, :keep]), dim=1)
+    return F.pad(x[:, :keep], _time_pad(x, x.shape[1] - keep, 0))
 
 
 def tracing() -> bool:

@@ -94,12 +94,42 @@ def frame_gate(x: Tensor, bn: nn.Module, conv: GateConv, num_segments: int) -> T
     the clip). Same sums in another order (float rounding only), but no 5-D tensor and no
     transpose to ``(N, C, T, H, W)``: ONNX Runtime runs a grouped 3-D convolution with 2 outputs
     on a slow generic kernel (a third of a MobileNetV2 GSM's int8 latency), a 2-D one fast.
+    The sums over time are a 1x1 convolution of each clip's ``6T`` tap maps (viewed as channels)
+    with a fixed 0/1 weight (:func:`tap_sum_weight`): in a graph, one op instead of the slices,
+    zero frames and adds that picking the taps out one by one exports to.
     """
     u = F.relu(bn(x))  # (N*T, C, H, W)
     taps = F.conv2d(u, conv.weight, None, padding=1, groups=2)  # (N*T, 6 = (g, k), H, W)
-    m = split_time(taps, num_segments).unflatten(2, (2, 3))  # (N, T, 2, 3, H, W)
-    g = m[:, :, :, 1] + take_previous(m[:, :, :, 0]) + take_next(m[:, :, :, 2])
-    return torch.tanh(g + conv.bias.view(1, 1, 2, 1, 1).to(g.dtype))  # (N, T, 2, H, W)
+    h, w = taps.shape[-2:]
+    clip_taps = taps.reshape(-1, 6 * num_segments, h, w)  # channel 6t + 3g + k
+    weight = tap_sum_weight(num_segments, taps)
+    g = F.conv2d(clip_taps, weight, conv.bias.to(taps.dtype).repeat(num_segments))
+    return torch.tanh(g).view(-1, num_segments, 2, h, w)  # (N, T, 2, H, W)
+
+
+def tap_sum_weight(num_segments: int, like: Tensor) -> Tensor:
+    """``(2T, 6T, 1, 1)``: output ``2t + g`` sums input ``6s + 3g + k`` where ``s = t + k - 1``
+    (group ``g``'s tap ``k`` of frame ``s``; frames outside the clip are absent, i.e. zero), in
+    ``like``'s dtype and device. Built per call from a few ops on constants, which a graph folds
+    (a cached tensor would leak a tracer's fake tensor into later calls)."""
+    t, kw = num_segments, {"dtype": like.dtype, "device": like.device}
+    # hits[t, s, k] = 1 where s = t + k - 1
+    ones = [torch.ones(t - abs(k - 1), **kw) for k in range(3)]
+    hits = torch.stack([torch.diag(v, k - 1) for k, v in enumerate(ones)], -1)
+    same_group = torch.eye(2, **kw)
+    weight = hits[:, None, :, None, :] * same_group[None, :, None, :, None]  # (t, g, s, g', k)
+    return weight.reshape(2 * t, 6 * t, 1, 1)
+
+
+def _gated_halves(x: Tensor, gate: Tensor, num_segments: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``X``, ``Y = G * X`` and ``R = X - Y`` by halves ``(N, T, 2, C/2, H, W)`` for frames
+    ``x`` ``(N*T, C, H, W)`` and gate planes ``(N, T, 2, H, W)``. ``R`` is computed as
+    ``(1 - G) * X`` (the same in exact arithmetic): a product with the small gate planes, which
+    int8 exports quantise, where a difference of two full tensors stays float."""
+    c = x.shape[1]
+    xg = split_time(x, num_segments).unflatten(2, (2, c // 2))  # (N, T, 2, C/2, H, W)
+    g = gate.to(x.dtype).unsqueeze(3)
+    return xg, xg * g, xg * (1 - g)
 
 
 def gate_and_shift(
@@ -108,14 +138,11 @@ def gate_and_shift(
     """The shifted parts ``S_k`` and residuals ``R_k`` of both halves, each ``(N, T, C/2, H, W)``,
     for frames ``x`` ``(N*T, C, H, W)`` and gate planes ``(N, T, 2, H, W)``; ``causal``: both
     halves shift from the past (:mod:`.causal`)."""
-    c = x.shape[1]
-    xg = split_time(x, num_segments).unflatten(2, (2, c // 2))  # (N, T, 2, C/2, H, W)
-    y = xg * gate.to(x.dtype).unsqueeze(3)  # Y = G * X
+    _, y, residual = _gated_halves(x, gate, num_segments)
     if causal:
         shifted = causal_shift_halves(y)
     else:
         shifted = [take_next(y[:, :, 0]), take_previous(y[:, :, 1])]
-    residual = xg - y
     return shifted, [residual[:, :, 0], residual[:, :, 1]]
 
 
@@ -132,9 +159,12 @@ def gated_shift(
 ) -> Tensor:
     """``Z`` from frames ``X`` ``(N*T, C, H, W)`` and gate ``G`` ``(N, T, 2, H, W)``, in ``x``'s
     memory format."""
-    shifted, residual = gate_and_shift(x, gate, num_segments, causal=causal)
-    z = torch.stack([s + r for s, r in zip(shifted, residual, strict=True)], dim=2)
-    return same_format_as(merge_halves(z, interleave), x)
+    _, y, residual = _gated_halves(x, gate, num_segments)
+    if causal:
+        shifted = torch.stack(causal_shift_halves(y), dim=2)
+    else:  # the halves kept as length-1 slices: no gather per half in a graph
+        shifted = torch.cat((take_next(y[:, :, :1]), take_previous(y[:, :, 1:])), dim=2)
+    return same_format_as(merge_halves(shifted + residual, interleave), x)
 
 
 # ---------------------------------------------------------------- which path runs
