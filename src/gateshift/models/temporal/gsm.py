@@ -112,24 +112,24 @@ def tap_sum_weight(num_segments: int, like: Tensor) -> Tensor:
     (group ``g``'s tap ``k`` of frame ``s``; frames outside the clip are absent, i.e. zero), in
     ``like``'s dtype and device. Built per call from a few ops on constants, which a graph folds
     (a cached tensor would leak a tracer's fake tensor into later calls)."""
-    t, kw = num_segments, {"dtype": like.dtype, "device": like.device}
+    t, dtype, device = num_segments, like.dtype, like.device
     # hits[t, s, k] = 1 where s = t + k - 1
-    ones = [torch.ones(t - abs(k - 1), **kw) for k in range(3)]
+    ones = [torch.ones(t - abs(k - 1), dtype=dtype, device=device) for k in range(3)]
     hits = torch.stack([torch.diag(v, k - 1) for k, v in enumerate(ones)], -1)
-    same_group = torch.eye(2, **kw)
+    same_group = torch.eye(2, dtype=dtype, device=device)
     weight = hits[:, None, :, None, :] * same_group[None, :, None, :, None]  # (t, g, s, g', k)
     return weight.reshape(2 * t, 6 * t, 1, 1)
 
 
-def _gated_halves(x: Tensor, gate: Tensor, num_segments: int) -> tuple[Tensor, Tensor, Tensor]:
-    """``X``, ``Y = G * X`` and ``R = X - Y`` by halves ``(N, T, 2, C/2, H, W)`` for frames
+def _gated_halves(x: Tensor, gate: Tensor, num_segments: int) -> tuple[Tensor, Tensor]:
+    """``Y = G * X`` and ``R = X - Y`` by halves ``(N, T, 2, C/2, H, W)`` for frames
     ``x`` ``(N*T, C, H, W)`` and gate planes ``(N, T, 2, H, W)``. ``R`` is computed as
     ``(1 - G) * X`` (the same in exact arithmetic): a product with the small gate planes, which
     int8 exports quantise, where a difference of two full tensors stays float."""
     c = x.shape[1]
     xg = split_time(x, num_segments).unflatten(2, (2, c // 2))  # (N, T, 2, C/2, H, W)
     g = gate.to(x.dtype).unsqueeze(3)
-    return xg, xg * g, xg * (1 - g)
+    return xg * g, xg * (1 - g)
 
 
 def gate_and_shift(
@@ -138,7 +138,7 @@ def gate_and_shift(
     """The shifted parts ``S_k`` and residuals ``R_k`` of both halves, each ``(N, T, C/2, H, W)``,
     for frames ``x`` ``(N*T, C, H, W)`` and gate planes ``(N, T, 2, H, W)``; ``causal``: both
     halves shift from the past (:mod:`.causal`)."""
-    _, y, residual = _gated_halves(x, gate, num_segments)
+    y, residual = _gated_halves(x, gate, num_segments)
     if causal:
         shifted = causal_shift_halves(y)
     else:
@@ -159,7 +159,7 @@ def gated_shift(
 ) -> Tensor:
     """``Z`` from frames ``X`` ``(N*T, C, H, W)`` and gate ``G`` ``(N, T, 2, H, W)``, in ``x``'s
     memory format."""
-    _, y, residual = _gated_halves(x, gate, num_segments)
+    y, residual = _gated_halves(x, gate, num_segments)
     if causal:
         shifted = torch.stack(causal_shift_halves(y), dim=2)
     else:  # the halves kept as length-1 slices: no gather per half in a graph
