@@ -81,3 +81,27 @@ def _conv3d_to_taps(
 def make_gate_layers(channels: int, *, zero_init: bool) -> tuple[nn.BatchNorm2d, GateConv]:
     """The gate's BN (on all ``channels``) and its grouped 3x3x3 convolution to 2 gate planes."""
     return nn.BatchNorm2d(channels), GateConv(channels, zero_init=zero_init)
+
+
+def tap_sum_weight(num_segments: int, like: Tensor, *, first_tap: int) -> Tensor:
+    """The sums over time of a gate's three temporal taps as a 1x1 convolution's weight
+    ``(2T, 6T, 1, 1)``: output ``2t + g`` (group ``g`` of frame ``t``) sums input ``6s + 3g + k``
+    (group ``g``'s tap ``k`` of frame ``s``) where ``s = t + first_tap + k``; frames outside the
+    clip are absent, i.e. zero padding. ``first_tap`` is -1 for the published kernel (t-1, t,
+    t+1), -2 for the causal one (t-2, t-1, t). In ``like``'s dtype and device, built per call
+    from a few ops on constants, which a traced graph folds (a cached tensor would leak a
+    tracer's fake tensor into later calls)."""
+    t, dtype, device = num_segments, like.dtype, like.device
+    shifts = [first_tap + k for k in range(3)]
+    # hits[t, s, k] = 1 where s = t + shifts[k]
+    ones = [torch.ones(max(t - abs(d), 0), dtype=dtype, device=device) for d in shifts]
+    hits = torch.stack(
+        [
+            torch.diag(v, d) if len(v) else torch.zeros(t, t, dtype=dtype, device=device)
+            for v, d in zip(ones, shifts, strict=True)
+        ],
+        -1,
+    )
+    same_group = torch.eye(2, dtype=dtype, device=device)
+    weight = hits[:, None, :, None, :] * same_group[None, :, None, :, None]  # (t, g, s, g', k)
+    return weight.reshape(2 * t, 6 * t, 1, 1)

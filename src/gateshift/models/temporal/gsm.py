@@ -61,7 +61,12 @@ from gateshift.models.temporal._fast_shift import (
     fold_interleave,
     interleave_source,
 )
-from gateshift.models.temporal._gate import GateConv, conv3d_from_taps, make_gate_layers
+from gateshift.models.temporal._gate import (
+    GateConv,
+    conv3d_from_taps,
+    make_gate_layers,
+    tap_sum_weight,
+)
 from gateshift.models.temporal._time import (
     clips_in_batch,
     same_format_as,
@@ -102,23 +107,9 @@ def frame_gate(x: Tensor, bn: nn.Module, conv: GateConv, num_segments: int) -> T
     taps = F.conv2d(u, conv.weight, None, padding=1, groups=2)  # (N*T, 6 = (g, k), H, W)
     h, w = taps.shape[-2:]
     clip_taps = taps.reshape(-1, 6 * num_segments, h, w)  # channel 6t + 3g + k
-    weight = tap_sum_weight(num_segments, taps)
+    weight = tap_sum_weight(num_segments, taps, first_tap=-1)  # taps t-1, t, t+1
     g = F.conv2d(clip_taps, weight, conv.bias.to(taps.dtype).repeat(num_segments))
     return torch.tanh(g).view(-1, num_segments, 2, h, w)  # (N, T, 2, H, W)
-
-
-def tap_sum_weight(num_segments: int, like: Tensor) -> Tensor:
-    """``(2T, 6T, 1, 1)``: output ``2t + g`` sums input ``6s + 3g + k`` where ``s = t + k - 1``
-    (group ``g``'s tap ``k`` of frame ``s``; frames outside the clip are absent, i.e. zero), in
-    ``like``'s dtype and device. Built per call from a few ops on constants, which a graph folds
-    (a cached tensor would leak a tracer's fake tensor into later calls)."""
-    t, dtype, device = num_segments, like.dtype, like.device
-    # hits[t, s, k] = 1 where s = t + k - 1
-    ones = [torch.ones(t - abs(k - 1), dtype=dtype, device=device) for k in range(3)]
-    hits = torch.stack([torch.diag(v, k - 1) for k, v in enumerate(ones)], -1)
-    same_group = torch.eye(2, dtype=dtype, device=device)
-    weight = hits[:, None, :, None, :] * same_group[None, :, None, :, None]  # (t, g, s, g', k)
-    return weight.reshape(2 * t, 6 * t, 1, 1)
 
 
 def _gated_halves(x: Tensor, gate: Tensor, num_segments: int) -> tuple[Tensor, Tensor]:
