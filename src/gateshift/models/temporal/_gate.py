@@ -92,16 +92,10 @@ def tap_sum_weight(num_segments: int, like: Tensor, *, first_tap: int) -> Tensor
     from a few ops on constants, which a traced graph folds (a cached tensor would leak a
     tracer's fake tensor into later calls)."""
     t, dtype, device = num_segments, like.dtype, like.device
-    shifts = [first_tap + k for k in range(3)]
-    # hits[t, s, k] = 1 where s = t + shifts[k]
-    ones = [torch.ones(max(t - abs(d), 0), dtype=dtype, device=device) for d in shifts]
-    hits = torch.stack(
-        [
-            torch.diag(v, d) if len(v) else torch.zeros(t, t, dtype=dtype, device=device)
-            for v, d in zip(ones, shifts, strict=True)
-        ],
-        -1,
-    )
+    frames = torch.arange(t, device=device)
+    offset = frames[None, :] - frames[:, None]  # offset[t, s] = s - t
+    taps = torch.arange(3, device=device) + first_tap
+    hits = (offset[:, :, None] == taps).to(dtype)  # hits[t, s, k] = 1 where s = t + first_tap + k
     same_group = torch.eye(2, dtype=dtype, device=device)
     weight = hits[:, None, :, None, :] * same_group[None, :, None, :, None]  # (t, g, s, g', k)
     return weight.reshape(2 * t, 6 * t, 1, 1)
