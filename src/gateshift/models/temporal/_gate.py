@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gateshift.models.temporal._cache import InferenceCache
@@ -99,3 +100,20 @@ def tap_sum_weight(num_segments: int, like: Tensor, *, first_tap: int) -> Tensor
     same_group = torch.eye(2, dtype=dtype, device=device)
     weight = hits[:, None, :, None, :] * same_group[None, :, None, :, None]  # (t, g, s, g', k)
     return weight.reshape(2 * t, 6 * t, 1, 1)
+
+
+def tap_sum_gate(
+    x: Tensor, bn: nn.Module, conv: GateConv, num_segments: int, *, first_tap: int
+) -> Tensor:
+    """Gate planes ``(N, T, 2, H, W)`` of frames ``x`` ``(N*T, C, H, W)`` in plain 2-D ops:
+    ``tanh`` of the gate's 3x3x3 convolution of ``relu(bn(x))`` over frames ``t + first_tap``
+    to ``t + first_tap + 2`` (zeros outside the clip). One grouped 3x3 convolution gives every
+    temporal tap's response, and one 1x1 convolution with :func:`tap_sum_weight` sums them
+    over time, so a graph gets two convolutions and no slices, zero frames or adds."""
+    u = F.relu(bn(x))  # (N*T, C, H, W)
+    taps = F.conv2d(u, conv.weight, None, padding=1, groups=2)  # (N*T, 6 = (g, k), H, W)
+    h, w = taps.shape[-2:]
+    clip_taps = taps.reshape(-1, 6 * num_segments, h, w)  # channel 6t + 3g + k
+    weight = tap_sum_weight(num_segments, taps, first_tap=first_tap)
+    g = F.conv2d(clip_taps, weight, conv.bias.to(taps.dtype).repeat(num_segments))
+    return torch.tanh(g).view(-1, num_segments, 2, h, w)

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gateshift.models.temporal._gate import GateConv, tap_sum_weight
+from gateshift.models.temporal._gate import GateConv, tap_sum_gate
 from gateshift.models.temporal._time import split_time, take_earlier
 
 #: frames back that channel half (or TSM fold) 1 and 2 take their shifted features from
@@ -52,18 +52,11 @@ def causal_gate(x: Tensor, bn: nn.Module, conv: GateConv, num_segments: int) -> 
 
     The 3x3x3 kernel as three 3x3 taps: one grouped 2-D convolution of the frames gives every
     tap's response, and tap ``k`` of frame ``t-2+k`` is summed into frame ``t`` (zeros before the
-    clip; the sums as one 1x1 convolution, :func:`._gate.tap_sum_weight`): the conv3d with
+    clip; the sums as one 1x1 convolution, :func:`._gate.tap_sum_gate`): the conv3d with
     causal padding, in plain 2-D ops (a grouped conv3d with 2 outputs runs a slow generic kernel
     on CPU and in ONNX Runtime), and the sums :mod:`.stream` keeps.
     """
-    u = F.relu(bn(x))  # (N*T, C, H, W)
-    # row 3g + k of the weight is group g's tap k
-    taps = F.conv2d(u, conv.weight, None, padding=1, groups=2)  # (N*T, 6, H, W)
-    h, w = taps.shape[-2:]
-    clip_taps = taps.reshape(-1, 6 * num_segments, h, w)  # channel 6t + 3g + k
-    weight = tap_sum_weight(num_segments, taps, first_tap=-2)  # taps t-2, t-1, t
-    g = F.conv2d(clip_taps, weight, conv.bias.to(taps.dtype).repeat(num_segments))
-    return torch.tanh(g).view(-1, num_segments, 2, h, w)  # (N, T, 2, H, W)
+    return tap_sum_gate(x, bn, conv, num_segments, first_tap=-2)  # taps t-2, t-1, t
 
 
 def causal_shift_halves(y: Tensor) -> list[Tensor]:

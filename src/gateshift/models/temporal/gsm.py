@@ -65,7 +65,7 @@ from gateshift.models.temporal._gate import (
     GateConv,
     conv3d_from_taps,
     make_gate_layers,
-    tap_sum_weight,
+    tap_sum_gate,
 )
 from gateshift.models.temporal._time import (
     clips_in_batch,
@@ -100,16 +100,10 @@ def frame_gate(x: Tensor, bn: nn.Module, conv: GateConv, num_segments: int) -> T
     transpose to ``(N, C, T, H, W)``: ONNX Runtime runs a grouped 3-D convolution with 2 outputs
     on a slow generic kernel (a third of a MobileNetV2 GSM's int8 latency), a 2-D one fast.
     The sums over time are a 1x1 convolution of each clip's ``6T`` tap maps (viewed as channels)
-    with a fixed 0/1 weight (:func:`tap_sum_weight`): in a graph, one op instead of the slices,
+    with a fixed 0/1 weight (:func:`._gate.tap_sum_gate`): in a graph, one op instead of the slices,
     zero frames and adds that picking the taps out one by one exports to.
     """
-    u = F.relu(bn(x))  # (N*T, C, H, W)
-    taps = F.conv2d(u, conv.weight, None, padding=1, groups=2)  # (N*T, 6 = (g, k), H, W)
-    h, w = taps.shape[-2:]
-    clip_taps = taps.reshape(-1, 6 * num_segments, h, w)  # channel 6t + 3g + k
-    weight = tap_sum_weight(num_segments, taps, first_tap=-1)  # taps t-1, t, t+1
-    g = F.conv2d(clip_taps, weight, conv.bias.to(taps.dtype).repeat(num_segments))
-    return torch.tanh(g).view(-1, num_segments, 2, h, w)  # (N, T, 2, H, W)
+    return tap_sum_gate(x, bn, conv, num_segments, first_tap=-1)  # taps t-1, t, t+1
 
 
 def _gated_halves(x: Tensor, gate: Tensor, num_segments: int) -> tuple[Tensor, Tensor]:
