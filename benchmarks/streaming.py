@@ -14,6 +14,12 @@ For each model (random weights, 224 px, 8 segments) and precision (fp32, bf16 au
 * ``ratio``: stream latency / sliding latency per output (the issue's target: <= 1/6), and
   whether MobileNetV2 GSM streams at >= 30 frames/s.
 
+``--backends onnxruntime`` (in the default ``torch onnxruntime``) adds fp32 rows on ONNX Runtime:
+the causal model's streaming export (:mod:`gateshift.deploy.stream_export`, what ``gateshift
+stream --backend onnxruntime`` runs) under :class:`~gateshift.deploy.stream_export.OnnxStreamer`
+against the offline model's ``gateshift export`` file re-run on 8 frames, both on ``--threads``
+ONNX Runtime threads (ONNX Runtime folds the batch norms itself).
+
 Both models have their batch norms folded into the convolutions that feed them
 (:mod:`gateshift.inference.fold`), as ``gateshift predict``, ``timeline`` and ``stream`` run
 them; ``--batchnorm both`` (the default) also times them kept, in the same rounds. Stream and
@@ -30,7 +36,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import tempfile
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
@@ -38,7 +46,10 @@ import torch
 from _machine import cpu_name  # benchmarks/_machine.py (scripts run from benchmarks/)
 
 import gateshift
+from gateshift.deploy.export import default_metadata, export_checked
+from gateshift.deploy.stream_export import OnnxStreamer, export_stream_checked
 from gateshift.inference import fold_batchnorm, place_model
+from gateshift.inference.onnx_runtime import runtime_network
 
 
 def _autocast(precision: str) -> Any:
@@ -59,7 +70,7 @@ def _model(
 
 
 def time_stream(
-    streamer: gateshift.Streamer, precision: str, size: int, steps: int
+    streamer: gateshift.Streamer | OnnxStreamer, precision: str, size: int, steps: int
 ) -> dict[str, float]:
     streamer.reset()
     frames = torch.randn(steps + 8, 3, size, size)
@@ -81,7 +92,9 @@ def time_stream(
     }
 
 
-def time_sliding(model: torch.nn.Module, precision: str, size: int, clips: int) -> float:
+def time_sliding(
+    model: Callable[[torch.Tensor], object], precision: str, size: int, clips: int
+) -> float:
     """Median seconds per output of the offline model on an 8-frame clip."""
     clip = torch.randn(1, 8, 3, size, size).contiguous()
     times = []
@@ -104,6 +117,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="stream and sliding alternate")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
+        "--backends",
+        nargs="+",
+        choices=["torch", "onnxruntime"],
+        default=["torch", "onnxruntime"],
+        help="torch rows (every --precisions), ONNX Runtime rows (fp32)",
+    )
+    parser.add_argument(
         "--batchnorm",
         choices=["folded", "kept", "both"],
         default="both",
@@ -120,31 +140,65 @@ def main() -> None:
           "sliding 8-frame ms/output | stream / sliding |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
     for name in args.models:
-        pairs = {
-            v: (
-                gateshift.Streamer(_model(name, True, args.size, v == "folded")),
-                _model(name, False, args.size, v == "folded"),
-            )
-            for v in variants
-        }
-        for precision in args.precisions:
-            streams: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
-            slidings: dict[str, list[float]] = {v: [] for v in variants}
-            for _ in range(args.rounds):
-                for v, (streamer, offline) in pairs.items():
-                    streams[v].append(time_stream(streamer, precision, args.size, args.steps))
-                    slidings[v].append(time_sliding(offline, precision, args.size, args.clips))
-            for v in variants:
-                s = min(streams[v], key=lambda r: r["median_ms"])
-                sliding = min(slidings[v])
-                ratio = s["median_ms"] / (1000 * sliding)
-                fps = max(r["fps"] for r in streams[v])
-                print(
-                    f"| {name} causal | {precision} | {v} | {s['median_ms']:.1f}, "
-                    f"{s['p90_ms']:.1f} | {fps:.1f} | {1000 * sliding:.1f} | 1/{1 / ratio:.1f} |",
-                    flush=True,
-                )
+        if "torch" in args.backends:
+            torch_rows(name, args, variants)
+        if "onnxruntime" in args.backends:
+            onnx_rows(name, args)
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+
+
+def torch_rows(name: str, args: argparse.Namespace, variants: list[str]) -> None:
+    pairs = {
+        v: (
+            gateshift.Streamer(_model(name, True, args.size, v == "folded")),
+            _model(name, False, args.size, v == "folded"),
+        )
+        for v in variants
+    }
+    for precision in args.precisions:
+        streams: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+        slidings: dict[str, list[float]] = {v: [] for v in variants}
+        for _ in range(args.rounds):
+            for v, (streamer, offline) in pairs.items():
+                streams[v].append(time_stream(streamer, precision, args.size, args.steps))
+                slidings[v].append(time_sliding(offline, precision, args.size, args.clips))
+        for v in variants:
+            row(f"{name} causal | {precision} | {v}", streams[v], slidings[v])
+
+
+def onnx_rows(name: str, args: argparse.Namespace) -> None:
+    """The causal model's streaming export against the offline model's export, on ORT."""
+    with tempfile.TemporaryDirectory() as tmp:
+        check = torch.randn(1, 8, 3, args.size, args.size)
+        stream_file, clip_file = f"{tmp}/stream.onnx", f"{tmp}/clip.onnx"
+        causal, offline = (_model(name, c, args.size, False) for c in (True, False))
+        export_stream_checked(causal, stream_file, clips=check, metadata=_meta(causal, args.size))
+        export_checked(offline, clip_file, clips=check, metadata=_meta(offline, args.size))
+        streamer = OnnxStreamer(stream_file, threads=args.threads)
+        sliding = runtime_network(clip_file, threads=args.threads)
+        streams, slidings = [], []
+        for _ in range(args.rounds):
+            streams.append(time_stream(streamer, "fp32", args.size, args.steps))
+            slidings.append(time_sliding(sliding, "fp32", args.size, args.clips))
+    row(f"{name} causal | fp32 | ONNX Runtime", streams, slidings)
+
+
+def _meta(model: gateshift.models.recognizer.Recognizer, size: int) -> dict[str, Any]:
+    meta = default_metadata(model)
+    return {**meta, "input_spec": {**meta["input_spec"], "crop_size": size, "resize_size": size}}
+
+
+def row(label: str, streams: list[dict[str, float]], slidings: list[float]) -> None:
+    """One table row from the rounds: the fastest round of each side."""
+    s = min(streams, key=lambda r: r["median_ms"])
+    sliding = min(slidings)
+    ratio = s["median_ms"] / (1000 * sliding)
+    fps = max(r["fps"] for r in streams)
+    print(
+        f"| {label} | {s['median_ms']:.1f}, {s['p90_ms']:.1f} | {fps:.1f} | "
+        f"{1000 * sliding:.1f} | 1/{1 / ratio:.1f} |",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

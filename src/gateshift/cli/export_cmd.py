@@ -23,12 +23,24 @@ def register(sub: Any) -> None:
             "error and leaves no file. --precision fp16 (for GPUs) and int8 (static QDQ "
             "quantisation calibrated on the training split; fast on CPUs with VNNI/AMX) are "
             "derived from the checked fp32 graph and compared with the PyTorch fp32 model "
-            "(default: at least 98% top-1 agreement; fp16 also max relative error 1e-2). Needs "
+            "(default: at least 98% top-1 agreement; fp16 also max relative error 1e-2). "
+            "--stream (causal runs, fp32) writes instead the one-frame streaming step (default "
+            "RUN/export/stream.onnx): inputs frame and state_*, outputs logits and next_state_*, "
+            "what `gateshift stream RUN --backend onnxruntime` runs, checked frame by frame "
+            "against the PyTorch streamer on --clips validation clips (default 4). Needs "
             "`pip install 'gateshift[export]'`."
         ),
     )
     p.add_argument("run", help="run folder (out_dir of `gateshift train`)")
-    p.add_argument("--out", help="ONNX file to write (default RUN/export/model.onnx)")
+    p.add_argument(
+        "--out",
+        help="ONNX file to write (default RUN/export/model.onnx; --stream: RUN/export/stream.onnx)",
+    )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="the causal run's one-frame streaming step with its state as inputs/outputs (fp32)",
+    )
     p.add_argument(
         "--precision",
         default="fp32",
@@ -71,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--tolerance must be positive")
     if args.min_agreement is not None and not 0 <= args.min_agreement <= 1:
         raise ValueError("--min-agreement must be a fraction in [0, 1]")
+    if args.stream:
+        return _stream(args)
     report = export_run(
         args.run,
         args.out,
@@ -89,5 +103,29 @@ def run(args: argparse.Namespace) -> int:
             f"  {report.precision} parity on {report.clips} {report.source} clips against "
             f"PyTorch fp32: max relative logit error "
             f"{report.max_rel_error:.2e}, top-1 agreement {100 * report.top1_agreement:.1f} %"
+        )
+    return 0
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from gateshift.deploy.stream_export import export_stream_run
+
+    if args.precision != "fp32":
+        raise ValueError(f"--stream exports fp32 only, not --precision {args.precision}")
+    report = export_stream_run(
+        args.run,
+        args.out,
+        opset=args.opset,
+        clips=4 if args.clips is None else args.clips,
+        tolerance=1e-4 if args.tolerance is None else args.tolerance,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(f"wrote {report.path} ({report.states} state tensors)")
+        print(
+            f"  streaming parity on {report.frames} frames of {report.source} clips against the "
+            f"PyTorch streamer: max relative logit error {report.max_rel_error:.2e}, top-1 "
+            f"agreement {100 * report.top1_agreement:.1f} %"
         )
     return 0

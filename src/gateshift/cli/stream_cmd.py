@@ -77,6 +77,18 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--max-outputs", type=int, metavar="N", help="stop after N outputs")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnxruntime"],
+        help="torch (default), or onnxruntime on the run's streaming export (write it with "
+        "`gateshift export RUN --stream`; about 2x faster per frame on CPUs)",
+    )
+    p.add_argument(
+        "--onnx",
+        metavar="FILE",
+        help="with --backend onnxruntime: the streaming export (default RUN/export/stream.onnx)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -112,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
             retries=args.retries,
             device=args.device,
             max_outputs=args.max_outputs,
+            backend=args.backend,
+            onnx=args.onnx,
         )
     finally:
         if out is not sys.stdout:

@@ -225,29 +225,56 @@ def _at_size(spec: dict[str, Any], size: int) -> dict[str, Any]:
 
 
 def _write(model: Recognizer, path: Path, opset: int | None, metadata: dict[str, Any]) -> None:
-    import onnx
-
-    was_training = model.training
     # traced at batch 2: torch.export specialises a dimension of size 1 to a constant (and did
     # so for mobilenetv2_tsm), which would fix the batch axis
     example = random_clips(model, 2, size=int(metadata["input_spec"]["crop_size"]))
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    write_onnx(
+        model,
+        (example,),
+        path,
+        opset=opset,
+        metadata=metadata,
+        input_names=["clips"],
+        output_names=["logits"],
+        dynamic_shapes={"clips": {0: batch}},
+        name=model.name,
+    )
+
+
+def write_onnx(
+    module: torch.nn.Module,
+    args: tuple[Any, ...],
+    path: Path,
+    *,
+    opset: int | None,
+    metadata: dict[str, Any],
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_shapes: Any,
+    name: str,
+) -> None:
+    """``module`` (in eval mode, as traced on ``args``) written to ``path`` by PyTorch's
+    exporter, with the gateshift ``metadata`` in the file."""
+    import onnx
+
+    was_training = module.training
     try:
-        model.eval()
-        batch = torch.export.Dim("batch", min=1, max=4096)
+        module.eval()
         program = torch.onnx.export(
-            model,
-            (example,),
+            module,
+            args,
             dynamo=True,
             opset_version=opset,
-            input_names=["clips"],
-            output_names=["logits"],
-            dynamic_shapes={"clips": {0: batch}},
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=dynamic_shapes,
             verbose=False,
         )
     finally:
-        model.train(was_training)
+        module.train(was_training)
     if program is None:
-        raise RuntimeError(f"torch.onnx.export returned no program for {model.name}")
+        raise RuntimeError(f"torch.onnx.export returned no program for {name}")
     program.save(str(path))
     proto = onnx.load(str(path))
     opsets = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
@@ -418,6 +445,17 @@ def run_clips(bundle: Bundle, count: int) -> tuple[Tensor, str]:
     return clips, "validation"
 
 
+def run_metadata(bundle: Bundle) -> dict[str, Any]:
+    """What a run's exported file carries: its labels, input spec, sampling and test views."""
+    return {
+        **default_metadata(bundle.model),
+        "classes": bundle.classes,
+        "input_spec": bundle.input_spec.to_dict(),
+        "sampling": bundle.sampling,
+        "views": {"num_clips": bundle.views.num_clips, "num_crops": bundle.views.num_crops},
+    }
+
+
 def export_run(
     run: str | Path,
     out: str | Path | None = None,
@@ -440,13 +478,7 @@ def export_run(
         raise ValueError("int8 calibration needs at least one clip")
     bundle = load_bundle(run, channels_last=False)
     path = Path(out) if out is not None else Path(run) / "export" / "model.onnx"
-    metadata = {
-        **default_metadata(bundle.model),
-        "classes": bundle.classes,
-        "input_spec": bundle.input_spec.to_dict(),
-        "sampling": bundle.sampling,
-        "views": {"num_clips": bundle.views.num_clips, "num_crops": bundle.views.num_crops},
-    }
+    metadata = run_metadata(bundle)
     calibration = None
     if precision == "int8":
         calibration = split_clips(bundle, "train", calibration_clips)

@@ -46,6 +46,7 @@ from torch import Tensor
 from gateshift.data.sampling import SamplingSpec
 from gateshift.data.transforms import build_eval_transform
 from gateshift.deploy.live_source import LiveSource
+from gateshift.deploy.stream_export import STREAM_FILE, OnnxStreamer
 from gateshift.deploy.streaming import NotCausalError, Streamer, check_causal
 from gateshift.deploy.timeline import training_clip
 from gateshift.inference.bundle import Bundle, load_bundle, load_bundle_config
@@ -154,8 +155,13 @@ def stream(
     device: str = "cpu",
     overrides: Sequence[str] = (),
     max_outputs: int | None = None,
+    backend: str = "torch",
+    onnx: str | Path | None = None,
 ) -> StreamStats:
-    """Classify ``source`` with the causal run ``run``; ``emit`` gets each output as it comes."""
+    """Classify ``source`` with the causal run ``run``; ``emit`` gets each output as it comes.
+
+    ``backend="onnxruntime"`` steps the run's streaming export instead (``onnx``, default
+    ``RUN/export/stream.onnx``, written by ``gateshift export RUN --stream``)."""
     cfg = load_bundle_config(run, overrides)
     settings = inference_settings(cfg)
     dev = resolve_device(device, what="device")
@@ -166,7 +172,7 @@ def stream(
     except NotCausalError as err:
         raise NotCausalError(f"{run}: {err}") from None
     smooth, reset = _options(bundle.model.num_segments, every, smooth, reset)
-    streamer = Streamer(bundle.model, window=smooth)
+    streamer = _streamer(run, bundle, smooth, backend, onnx, dev)
     transform = build_eval_transform(bundle.input_spec, num_crops=1)
     live = LiveSource(source, retries=retries, on_reconnect=streamer.reset)
     if stride_s is None:
@@ -198,6 +204,44 @@ def stream(
     return stats
 
 
+def _streamer(
+    run: str | Path,
+    bundle: Bundle,
+    window: int,
+    backend: str,
+    onnx: str | Path | None,
+    device: torch.device,
+) -> Streamer | OnnxStreamer:
+    """The run's PyTorch streamer, or ONNX Runtime's on its streaming export (checked to be
+    this run's: same model, labels and frame size)."""
+    if backend == "torch":
+        if onnx is not None:
+            raise ValueError("--onnx goes with --backend onnxruntime")
+        return Streamer(bundle.model, window=window)
+    if backend != "onnxruntime":
+        raise ValueError(f"unknown stream backend {backend!r}; choose torch or onnxruntime")
+    if device.type != "cpu":
+        raise ValueError("--backend onnxruntime streams on the CPU; drop --device")
+    path = Path(onnx) if onnx is not None else Path(run) / STREAM_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no streaming export {path}: write it with `gateshift export {run} --stream`"
+        )
+    streamer = OnnxStreamer(path, window=window)
+    meta = streamer.meta
+    if (
+        meta.get("model") != bundle.model.name
+        or meta.get("classes") != bundle.classes
+        or meta.get("input_spec", {}).get("crop_size") != bundle.input_spec.crop_size
+    ):
+        raise ValueError(
+            f"{path} is not a streaming export of {run}: its model, labels or frame size "
+            f"({meta.get('model')}, {meta.get('input_spec', {}).get('crop_size')} px) differ "
+            f"from the run's ({bundle.model.name}, {bundle.input_spec.crop_size} px)"
+        )
+    return streamer
+
+
 def _options(
     num_segments: int, every: int, smooth: int | None, reset: int | None
 ) -> tuple[int, int]:
@@ -215,7 +259,7 @@ def _options(
 
 
 def _step(
-    streamer: Streamer,
+    streamer: Streamer | OnnxStreamer,
     transform: Any,
     rgb: Tensor,
     device: torch.device,

@@ -57,7 +57,54 @@ def check_causal(model: Recognizer) -> None:
         )
 
 
-class Streamer:
+class FrameWindow:
+    """The per-frame logits of the last ``window`` steps and their mean: what a streamer keeps
+    besides its model's state (:class:`Streamer`, and ONNX Runtime's
+    :class:`~gateshift.deploy.stream_export.OnnxStreamer`)."""
+
+    def __init__(self, window: int) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.window = window
+        self._recent: deque[Tensor] = deque(maxlen=window)
+        self.frames = 0
+
+    def reset(self) -> None:
+        """Forget every earlier frame: the next step is a stream's first frame."""
+        self._recent.clear()
+        self.frames = 0
+
+    def _record(self, logits: Tensor) -> None:
+        self._recent.append(logits)
+        self.frames += 1
+
+    def smoothed(self, k: int | None = None) -> Tensor:
+        """Mean of the last ``k`` (default: ``window``, the model's ``num_segments``) per-frame
+        logits, shaped as the batched output of ``step`` ``(N, K)``."""
+        if not self._recent:
+            raise RuntimeError("no frame streamed yet")
+        k = self.window if k is None else k
+        if not 1 <= k <= self.window:
+            raise ValueError(f"smoothing over {k} frames; the streamer keeps 1..{self.window}")
+        return torch.stack(list(self._recent)[-k:]).mean(0)
+
+
+def check_frame(frame: Tensor) -> Tensor:
+    """``frame`` as a batch ``(N, C, H, W)``; a clear error for anything but float frames."""
+    if frame.dim() not in (3, 4):
+        raise ValueError(
+            f"Streamer.step takes a frame (C, H, W) or a batch (N, C, H, W), got "
+            f"{tuple(frame.shape)}"
+        )
+    if not frame.is_floating_point():
+        raise TypeError(
+            f"frames must be normalised float frames, got {frame.dtype}; apply the model's "
+            "input spec first"
+        )
+    return frame if frame.dim() == 4 else frame.unsqueeze(0)
+
+
+class Streamer(FrameWindow):
     """Per-frame logits of a causal recognizer fed one frame (or one frame per stream) at a time.
 
     ``step(frame)``: ``frame`` is one preprocessed frame ``(C, H, W)`` (the model's input spec,
@@ -67,11 +114,9 @@ class Streamer:
 
     def __init__(self, model: Recognizer, *, window: int | None = None) -> None:
         check_causal(model)
+        super().__init__(window or model.num_segments)
         model.eval()
         self.model = model
-        self.window = window or model.num_segments
-        if self.window < 1:
-            raise ValueError(f"window must be >= 1, got {self.window}")
         self._adapters: list[tuple[TemporalWrap, StreamAdapter]] = [
             (wrap, stream_module(wrap.temporal))
             for wrap in model.modules()
@@ -79,15 +124,17 @@ class Streamer:
         ]
         first = next((p for p in model.parameters() if p.dim() == 4), None)
         self._channels_last = first is not None and not first.is_contiguous()
-        self._recent: deque[Tensor] = deque(maxlen=self.window)
-        self.frames = 0
 
     def reset(self) -> None:
         """Forget every earlier frame: the next step is a stream's first frame."""
         for _, adapter in self._adapters:
             adapter.reset()
-        self._recent.clear()
-        self.frames = 0
+        super().reset()
+
+    def state(self) -> list[Tensor]:
+        """Every temporal module's state after the last step, as one flat list of per-stream
+        tensors (model order; see :meth:`~gateshift.models.temporal.stream.StreamAdapter.state`)."""
+        return [t for _, adapter in self._adapters for t in adapter.state()]
 
     @contextmanager
     def _streaming(self) -> Iterator[None]:
@@ -101,33 +148,12 @@ class Streamer:
 
     def step(self, frame: Tensor) -> Tensor:
         """Logits of the newest frame: ``(C, H, W)`` -> ``(K,)``, ``(N, C, H, W)`` -> ``(N, K)``."""
-        if frame.dim() not in (3, 4):
-            raise ValueError(
-                f"Streamer.step takes a frame (C, H, W) or a batch (N, C, H, W), got "
-                f"{tuple(frame.shape)}"
-            )
-        if not frame.is_floating_point():
-            raise TypeError(
-                f"frames must be normalised float frames, got {frame.dtype}; apply the model's "
-                "input spec first"
-            )
-        batch = frame if frame.dim() == 4 else frame.unsqueeze(0)
+        batch = check_frame(frame)
         if self._channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), self._streaming():
             features = self.model.backbone(batch)  # (N, F)
         with torch.no_grad():
             logits = self.model.head(features)  # (N, K)
-        self._recent.append(logits)
-        self.frames += 1
+        self._record(logits)
         return logits if frame.dim() == 4 else logits[0]
-
-    def smoothed(self, k: int | None = None) -> Tensor:
-        """Mean of the last ``k`` (default: ``window``, the model's ``num_segments``) per-frame
-        logits, shaped as :meth:`step`'s batched output ``(N, K)``."""
-        if not self._recent:
-            raise RuntimeError("no frame streamed yet")
-        k = self.window if k is None else k
-        if not 1 <= k <= self.window:
-            raise ValueError(f"smoothing over {k} frames; the streamer keeps 1..{self.window}")
-        return torch.stack(list(self._recent)[-k:]).mean(0)

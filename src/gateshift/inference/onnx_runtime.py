@@ -161,6 +161,12 @@ def load_onnx(
     """An exported model, ready to run on ``runtime``, from the ``.onnx`` file alone."""
     path = Path(path)
     meta = read_metadata(path)
+    if "stream" in meta:
+        raise ValueError(
+            f"{path} is a streaming export (one frame and its state per call), not a clip "
+            "model: run it with `gateshift stream RUN --backend onnxruntime --onnx FILE`, or "
+            "export the clip model with `gateshift export RUN`"
+        )
     try:
         exported = ExportedModel(
             path=path,

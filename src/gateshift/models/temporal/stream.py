@@ -19,6 +19,12 @@ stream, is exactly what the module's reach back needs, and nothing is recomputed
 The adapters run the module's own parameters (no copy), in eval mode only (a training batch norm
 would normalise a single frame). :class:`gateshift.Streamer` puts them in place around one
 backbone pass per frame.
+
+**Explicit state.** :meth:`StreamAdapter.state` lists that state as tensors (the pending gate
+sums, then each history newest first, zeros where the stream is shorter) and
+:meth:`StreamAdapter.load_state` puts such a list back: all zeros is a stream's first frame.
+That makes a step a pure function ``(frame, state) -> (output, next state)``, which is what an
+exported streaming graph carries (:mod:`gateshift.deploy.stream_export`).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gateshift.models.temporal._time import same_format_as
+from gateshift.models.temporal._time import same_format_as, tracing
 from gateshift.models.temporal.causal import SHIFT_BACK
 from gateshift.models.temporal.gsf import GateShiftFuse
 from gateshift.models.temporal.gsm import GateShift, merge_halves
@@ -50,6 +56,18 @@ class _History:
     def push(self, value: Tensor) -> None:
         self.values = [value, *self.values][: self.depth]
 
+    @property
+    def size(self) -> int:
+        """Tensors in the explicit state."""
+        return self.depth
+
+    def as_list(self) -> list[Tensor]:
+        """The ``depth`` last values, newest first, zeros where the stream is shorter."""
+        return [self.back(k, self.values[0]) for k in range(1, self.depth + 1)]
+
+    def load(self, values: list[Tensor]) -> None:
+        self.values = list(values)
+
 
 class StreamAdapter(nn.Module):
     """Base: checks each frame batch against the first one's shape; :meth:`reset` forgets."""
@@ -67,6 +85,31 @@ class StreamAdapter(nn.Module):
 
     def reset(self) -> None:
         self._shape = None
+
+    def _parts(self) -> list[_History | _GateStream]:
+        """What the state is made of, in the order :meth:`state` lists it."""
+        raise NotImplementedError
+
+    def state(self) -> list[Tensor]:
+        """The state after the last frame as a flat list of per-stream tensors (batch first);
+        a step must have run since :meth:`reset`."""
+        if self._shape is None:
+            raise RuntimeError("no frame streamed since the last reset: no state to read")
+        return [t for part in self._parts() for t in part.as_list()]
+
+    def load_state(self, tensors: list[Tensor]) -> None:
+        """Continue from ``tensors`` (as :meth:`state` lists them; zeros: the first frame)."""
+        self.reset()
+        parts = self._parts()
+        if len(tensors) != sum(part.size for part in parts):
+            raise ValueError(
+                f"{type(self).__name__} takes {sum(p.size for p in parts)} state tensors, "
+                f"got {len(tensors)}"
+            )
+        at = 0
+        for part in parts:
+            part.load(list(tensors[at : at + part.size]))
+            at += part.size
 
     def _check(self, x: Tensor) -> None:
         if x.dim() != 4:
@@ -86,8 +129,17 @@ class StreamAdapter(nn.Module):
 class _GateStream:
     """The causal gate one frame at a time: pending sums the next two frames' gates receive."""
 
+    size = 1  # tensors in the explicit state
+
     def __init__(self) -> None:
         self.pending: Tensor | None = None  # (N, 2 groups, 2, H, W): for t+1, t+2
+
+    def as_list(self) -> list[Tensor]:
+        assert self.pending is not None, "a step runs before the state is read"
+        return [self.pending]
+
+    def load(self, values: list[Tensor]) -> None:
+        (self.pending,) = values
 
     def step(self, frames: Tensor, module: GateShift | GateShiftFuse) -> Tensor:
         """Gate planes ``(N, 2, H, W)`` of the current frame ``frames`` ``(N, C, H, W)``."""
@@ -133,17 +185,26 @@ class GateShiftStream(StreamAdapter):
         super().reset()
         self.gate, self.shift = _GateStream(), _ShiftStream()
 
+    def _parts(self) -> list[_History | _GateStream]:
+        return [self.gate, *self.shift.halves]
+
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
         gate = self.gate.step(x, self.module)  # (N, 2, H, W)
+        if tracing():  # plain NCHW ops for an exported graph (no in-place, no 6-D transpose)
+            shifted, residual = self.shift.step(x, gate)
+            z = torch.stack([s + r for s, r in zip(shifted, residual, strict=True)], dim=1)
+            return same_format_as(merge_halves(z.unsqueeze(1), self.module.interleave), x)
         n, c, h, w = x.shape
-        # channels last (the backbone's layout): one copy for the interleave, none otherwise
+        # channels last (the backbone's layout): one copy for the interleave, none otherwise;
+        # the histories hold (N, C/2, H, W) views, the layout of the traced path above
         xg = x.permute(0, 2, 3, 1).unflatten(3, (2, c // 2))  # (N, H, W, 2, C/2), a view
         y = xg * gate.to(x.dtype).permute(0, 2, 3, 1).unsqueeze(4)  # Y = G * X
         z = xg - y  # R
         for k, history in enumerate(self.shift.halves):
-            z[:, :, :, k] += history.back(SHIFT_BACK[k], y[:, :, :, k])  # S_k + R_k
-            history.push(y[:, :, :, k])
+            now = y[:, :, :, k].permute(0, 3, 1, 2)  # (N, C/2, H, W), a view
+            z[:, :, :, k] += history.back(SHIFT_BACK[k], now).permute(0, 2, 3, 1)  # S_k + R_k
+            history.push(now)
         if self.module.interleave:  # new channel 2b + a of a half holds old channel a*C/4 + b
             z = z.unflatten(4, (2, c // 4)).transpose(4, 5)  # (N, H, W, 2, C/4, 2)
         out = z.reshape(n, h, w, c).permute(0, 3, 1, 2)  # (N, C, H, W), channels_last
@@ -159,6 +220,9 @@ class GateShiftFuseStream(StreamAdapter):
         super().reset()
         self.gate, self.shift = _GateStream(), _ShiftStream()
         self.pooled = [_History(2), _History(2)]  # per half: [S_k, R_k] means of t-1, t-2
+
+    def _parts(self) -> list[_History | _GateStream]:
+        return [self.gate, *self.shift.halves, *self.pooled]
 
     def _fusion_weight(self, k: int, shifted: Tensor, residual: Tensor) -> Tensor:
         """Half ``k``'s fusion weight ``(N, C'/2, 1, 1)`` from its means at t-2, t-1, t."""
@@ -194,6 +258,9 @@ class TemporalShiftStream(StreamAdapter):
     def reset(self) -> None:
         super().reset()
         self.folds = [_History(SHIFT_BACK[0]), _History(SHIFT_BACK[1])]
+
+    def _parts(self) -> list[_History | _GateStream]:
+        return list(self.folds)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
