@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +36,19 @@ def test_unchecked_loading_keeps_types_but_skips_validation() -> None:
     assert load_config(None, ["optim.lr=0.5"], checked=False).optim.lr == 0.5
     with pytest.raises(ConfigError, match=r"optim\.lr"):
         load_config(None, ["optim.lr=fast"], checked=False)
+
+
+def test_bad_yaml_a_list_and_bad_overrides_name_where_the_fault_is(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  name: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml is not valid YAML: line \d+, column \d+"):
+        load_config(bad)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match=r"mapping of sections.*got a list"):
+        load_config(listed)
+    good = tmp_path / "good.yaml"
+    good.write_text("optim:\n  lr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"in the key=value overrides.*optim\.lrr"):
+        load_config(good, ["optim.lrr=1"])  # the command line's fault, not the file's
+    assert load_config(good, ["optim.lr=0.2"], checked=False).optim.lr == 0.2

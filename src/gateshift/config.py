@@ -133,25 +133,50 @@ def load_config(
     ``checked=False`` skips :func:`validate` (types are still enforced): to show a config that is
     not complete yet, such as a recipe without ``data.root``.
     """
+    where = ""
     try:
         cfg: DictConfig = OmegaConf.structured(Config)
         if path is not None:
             path = Path(path)
-            if not path.is_file():
-                raise FileNotFoundError(f"config file not found: {path}")
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))  # type: ignore[assignment]
+            where = f" in {path}"
+            cfg = OmegaConf.merge(cfg, _read_yaml(path))  # type: ignore[assignment]
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ConfigError(f"overrides must look like key=value, got {bad[0]!r}")
+        where = " in the key=value overrides" if overrides else where
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))  # type: ignore[assignment]
+        where = f" in {path}" if path else ""
         OmegaConf.resolve(cfg)
         config: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     except OmegaConfBaseException as err:
-        where = f" in {path}" if path else ""
         raise ConfigError(f"config error{where}: {_first_lines(err)}") from None
     if checked:
         validate(config)
     return config
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    """The YAML mapping in ``path``; one clear error for a missing file, bad YAML or a file
+    that is not a mapping of sections."""
+    import yaml  # type: ignore[import-untyped]
+
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        loaded = OmegaConf.load(path)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        what = getattr(err, "problem", None) or _first_lines(err)
+        raise ConfigError(f"{path} is not valid YAML: {at}{what}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text (YAML) file") from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(
+            f"{path}: a config is a mapping of sections (model:, data:, optim:, ...), "
+            f"got a {type(loaded).__name__.removesuffix('Config').lower() or 'value'}"
+        )
+    return loaded
 
 
 def _first_lines(err: Exception) -> str:

@@ -39,3 +39,17 @@ def test_train_help_points_to_it() -> None:
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     helptext = sub.choices["train"].format_help()  # type: ignore[attr-defined]
     assert "`gateshift config`" in helptext and "default and meaning" in helptext
+
+
+def test_bad_files_are_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = tmp_path / "notes.md"
+    text.write_text("# Notes\n\nkey: value: more\n")
+    assert main(["train", str(text)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "notes.md is not valid YAML: line 3" in err
+    # an output folder that is an existing file
+    assert main(["data", "synthetic", str(text), "--videos-per-class", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "notes.md" in err

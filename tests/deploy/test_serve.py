@@ -78,6 +78,11 @@ def test_health_model_and_page(served: str, model: ServedModel) -> None:
     page = httpx.get(served)
     assert page.headers["content-type"].startswith("text/html")
     assert "<video" in page.text and "/api/analyze" in page.text
+    # the framework's own refusals come in the same {"error": ...} shape as the API's
+    missing = httpx.get(f"{served}/api/nothing")
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
+    bad = httpx.post(f"{served}/api/predict?top_k=abc", files={"video": ("a.mp4", b"x")})
+    assert bad.status_code == 422 and "top_k" in bad.json()["error"]
 
 
 def test_predict_is_predicts_json(served: str, run: Path, videos: list[Path]) -> None:

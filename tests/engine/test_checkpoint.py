@@ -63,3 +63,16 @@ def test_rng_state_round_trip() -> None:
     ckpt.set_rng_state(state)
     b = (torch.rand(3), __import__("random").random())
     assert torch.equal(a[0], b[0]) and a[1] == b[1]
+
+
+def test_atomic_files_get_the_mode_of_a_new_file(tmp_path: Path) -> None:
+    """mkstemp's temporaries are 0600; a published file is 0666 less the umask, as open() makes
+    it, so other users of a shared run folder can read checkpoints (and bundles, exports)."""
+    old = os.umask(0o022)
+    try:
+        ckpt.atomic_save(_payload(1), tmp_path / "last.pt")
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "last.pt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "plain.txt").stat().st_mode & 0o777 == 0o644

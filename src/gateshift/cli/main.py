@@ -73,7 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
+    except (
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,  # e.g. an output folder that is a file
+        NotADirectoryError,
+        IsADirectoryError,
+        PermissionError,
+    ) as err:
         if args.verbose or os.environ.get("GATESHIFT_TRACEBACK"):
             raise
         print(f"gateshift {args.command}: error: {err}", file=sys.stderr)

@@ -46,6 +46,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gateshift._files import publish
 from gateshift._version import __version__
 from gateshift.deploy._onnx_rewrite import pools_as_depthwise_convs
 from gateshift.inference.bundle import Bundle, load_bundle, load_bundle_config
@@ -211,7 +212,7 @@ def export_checked(
                 _to_int8(tmp, calibration)
         if precision != "fp32":
             report = _parity(model.name, tmp, clips, want, precision, limit, agree)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     log.info("exported %s to %s (max relative error %.2e)", model.name, path, report[0])

@@ -44,7 +44,9 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from gateshift.data.records import BadVideoError
@@ -147,6 +149,19 @@ def create_app(
     app = FastAPI(title="gateshift", summary=f"{model.bundle.model.name}: video classification")
     app.state.admission = service.admission
     html = page()
+
+    # FastAPI's own refusals (a bad query value, an unknown path) in the API's one error shape
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}"
+            for e in err.errors()
+        ]
+        return JSONResponse({"error": "; ".join(problems)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def refused(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(err.detail)}, status_code=err.status_code)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:

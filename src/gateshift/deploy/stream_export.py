@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from gateshift._files import publish
 from gateshift.deploy.export import (
     _quiet_tools,
     default_metadata,
@@ -159,7 +160,7 @@ def export_stream_checked(
                 name=f"{model.name} (streaming step)",
             )
         error, agreement = _stream_parity(model, tmp, clips, tolerance)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     log.info("wrote %s: %d state tensors, max relative error %.2e", path, len(shapes), error)

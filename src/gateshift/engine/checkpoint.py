@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from gateshift._files import publish
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
@@ -42,7 +44,7 @@ def atomic_save(obj: Any, path: Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from gateshift._files import publish
 from gateshift.config import Config, load_config
 from gateshift.inference.device import place_model
 from gateshift.inference.fold import FoldError, fold_batchnorm
@@ -74,7 +75,7 @@ def _write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as f:
         f.write(text)
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 def save_bundle(
@@ -96,7 +97,7 @@ def save_bundle(
     fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".safetensors", dir=folder)
     os.close(fd)
     save_file(state, tmp)
-    os.replace(tmp, folder / "model.safetensors")
+    publish(tmp, folder / "model.safetensors")
     _write_text(folder / "config.yaml", config_yaml)
     index = {
         "version": BUNDLE_VERSION,

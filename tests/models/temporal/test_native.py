@@ -4,6 +4,7 @@ against the plain-op definitions, and whole models with and without them."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -309,7 +310,27 @@ def test_the_build_is_keyed_by_the_instruction_sets_the_compiler_targets(
     avx2 = _native.build_tag()
     assert avx2 != avx512
     monkeypatch.setattr(_native.torch, "__version__", "0.0.0")  # another torch
-    assert _native.build_tag() != avx2
+    other_torch = _native.build_tag()
+    assert other_torch != avx2
+    # another checkout: its own folder (ninja rebuilds a folder whose sources moved)
+    monkeypatch.setattr(_native, "_SOURCE", Path("/elsewhere/gateshift/_native.cpp"))
+    assert _native.build_tag() != other_torch
+
+
+def test_a_lock_left_by_a_killed_build_is_removed_a_fresh_one_kept(tmp_path: Path) -> None:
+    """torch waits on a build lock forever: a killed build's would hang every later process."""
+    import os
+    import time
+
+    lock = tmp_path / "lock"
+    lock.touch()
+    _native._drop_stale_lock(lock)
+    assert lock.exists()  # a build may be running right now
+    old = time.time() - _native.STALE_LOCK_S - 60
+    os.utime(lock, (old, old))
+    _native._drop_stale_lock(lock)
+    assert not lock.exists()
+    _native._drop_stale_lock(lock)  # none: nothing to do
 
 
 def test_a_compiler_that_cannot_target_this_machine_turns_the_kernels_off(

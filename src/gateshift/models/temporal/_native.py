@@ -39,6 +39,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -66,9 +67,10 @@ def enabled() -> bool:
 
 
 def build_tag() -> str:
-    """Short hash of what the build depends on beyond its sources: the instruction sets
-    ``-march=native`` enables on this machine (the compiler's own predefined macros for it,
-    ``__AVX512F__``, ``__AMX_TILE__``, ...), the compiler and its version, and torch's version.
+    """Short hash of what the build depends on beyond its sources' contents: the instruction
+    sets ``-march=native`` enables on this machine (the compiler's own predefined macros for it,
+    ``__AVX512F__``, ``__AMX_TILE__``, ...), the compiler and its version, torch's version, and
+    where the source file is (each checkout or install its own build).
 
     The build is cached in a folder named after it, so a cache shared by machines with other
     CPUs (a cluster's NFS home) or another torch never hands this machine a binary made for
@@ -85,7 +87,9 @@ def build_tag() -> str:
         ).stdout
     except (OSError, subprocess.SubprocessError) as error:
         raise RuntimeError(f"{cxx} -march=native does not run: {error}") from error
-    key = "\n".join([*sorted(macros.splitlines()), cxx, torch.__version__])
+    # the source's path too: ninja rebuilds a folder whose sources moved, so two checkouts sharing
+    # one folder rebuilt it in turn (50-60 s each time, and a run killed mid-build left its lock)
+    key = "\n".join([*sorted(macros.splitlines()), cxx, torch.__version__, str(_SOURCE.resolve())])
     return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
@@ -107,10 +111,13 @@ def _build() -> ModuleType | None:
     except RuntimeError as error:
         log.warning("gateshift native kernels off: %s", error)
         return None
-    try:  # a private helper, so only for the message: is there a build to reuse?
-        built = any(Path(cpp_extension._get_build_directory(name, False)).glob("*.so"))
+    try:  # a private helper, so only for the message and the lock: is there a build to reuse?
+        folder = Path(cpp_extension._get_build_directory(name, False))
+        built = any(folder.glob("*.so"))
     except Exception:
-        built = False
+        folder, built = None, False
+    if folder is not None:
+        _drop_stale_lock(folder / "lock")
     if not built:
         log.info("building gateshift's native CPU kernels (once per machine, ~15 s)")
     try:
@@ -124,6 +131,22 @@ def _build() -> ModuleType | None:
         log.warning("gateshift native kernels off, the build failed: %s", error)
         return None
     return module
+
+
+#: a build takes ~15 s; a lock this old was left by a process killed while it built
+STALE_LOCK_S = 600
+
+
+def _drop_stale_lock(lock: Path) -> None:
+    """Remove a build lock older than :data:`STALE_LOCK_S`: torch waits on a lock forever, so
+    one left by a killed build would hang every later process without a word."""
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return
+    if age > STALE_LOCK_S:
+        log.warning("removing %s, a build lock left %.0f s ago by a stopped build", lock, age)
+        lock.unlink(missing_ok=True)
 
 
 def native_module() -> ModuleType | None:

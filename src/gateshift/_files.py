@@ -1,0 +1,24 @@
+"""Files written through a temporary beside them, then renamed into place (atomic on POSIX).
+
+``tempfile.mkstemp`` creates its file readable by the owner only (0600), and a rename keeps that
+mode, so without :func:`publish` every atomically written output (bundles, checkpoints, exports,
+timelines) would be unreadable to the other users of a shared run folder, unlike the files
+written directly (0666 minus the umask).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def publish(tmp: str | Path, path: str | Path) -> None:
+    """Rename the finished temporary ``tmp`` to ``path`` with the mode a new file gets."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
