@@ -71,11 +71,13 @@ def test_single_frames_reset_and_smoothing() -> None:
     tol = 1e-5 * float(expected.abs().max())
     assert torch.allclose(streamer.smoothed(), expected.mean(0, keepdim=True), atol=tol)
     assert torch.allclose(streamer.smoothed(2), expected[2:].mean(0, keepdim=True), atol=tol)
-    # the state is what the reach back needs: two pending gate sums, Y_1 of t-1 and t-2, Y_2 of t-1
+    # the state is what the reach back needs: two pending gate sums per group (for t+1 and t+2),
+    # Y_1 of t-1 and t-2, Y_2 of t-1
     for _, adapter in streamer._adapters:
         assert isinstance(adapter, GateShiftStream)
-        assert adapter.gate.pending is not None and adapter.gate.pending.shape[1:3] == (2, 2)
+        assert adapter.gate.pending is not None and adapter.gate.pending.shape[1] == 4
         assert [len(h.values) for h in adapter.shift.halves] == [2, 1]
+        assert len(adapter.state()) == 4
     streamer.reset()
     assert streamer.frames == 0
     again = torch.stack([streamer.step(clip[0, t]) for t in range(4)])

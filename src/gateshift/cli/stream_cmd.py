@@ -82,7 +82,7 @@ def register(sub: Any) -> None:
         default="torch",
         choices=["torch", "onnxruntime"],
         help="torch (default), or onnxruntime on the run's streaming export (write it with "
-        "`gateshift export RUN --stream`; about 2x faster per frame on CPUs)",
+        "`gateshift export RUN --stream`; on CPUs faster per frame, see the README's streaming speed)",
     )
     p.add_argument(
         "--onnx",

@@ -9,7 +9,8 @@ stream, is exactly what the module's reach back needs, and nothing is recomputed
 - **gate** (GSM, GSF): the 3-tap kernel reads ``U[t-2..t]``, ``U = relu(bn(X))``. Rather than
   keep the two earlier gate inputs (2 x C channels) and convolve them again, each frame's ``U`` is
   convolved once with all three taps, and what it owes the two next frames' gates is kept as two
-  pending sums, ``(N, 2, 2, H, W)``: the same terms, each computed once, a 2-plane state.
+  pending sums, ``(N, 4, H, W)`` (both groups' sums for t+1, then for t+2): the same terms,
+  each computed once.
 - **shift** (GSM, GSF): the gated features the shift reaches, ``Y_1[t-1], Y_1[t-2]`` (half 1
   takes t-2) and ``Y_2[t-1]`` (half 2 takes t-1), ``(N, C/2, H, W)`` each.
 - **fusion** (GSF): the spatial means of ``[S_k, R_k]`` of the two earlier frames, the time taps
@@ -132,7 +133,7 @@ class _GateStream:
     size = 1  # tensors in the explicit state
 
     def __init__(self) -> None:
-        self.pending: Tensor | None = None  # (N, 2 groups, 2, H, W): for t+1, t+2
+        self.pending: Tensor | None = None  # (N, 4, H, W): both groups' for t+1, then t+2
 
     def as_list(self) -> list[Tensor]:
         assert self.pending is not None, "a step runs before the state is read"
@@ -145,16 +146,29 @@ class _GateStream:
         """Gate planes ``(N, 2, H, W)`` of the current frame ``frames`` ``(N, C, H, W)``."""
         conv = module.conv3D
         u = F.relu(module.bn(frames))  # (N, C, H, W)
-        # row 3g + k of the weight is group g's tap k, read at t - 2 + k (see .causal)
-        taps = F.conv2d(u, conv.weight, None, padding=1, groups=2)  # (N, 6, H, W)
-        taps = taps.unflatten(1, (2, 3))  # (N, 2 groups, 3 taps, H, W)
-        pending = self.pending
-        if pending is None:
-            pending = torch.zeros_like(taps[:, :, :2])
-        gate = torch.tanh(taps[:, :, 2] + pending[:, :, 0] + conv.bias.view(1, 2, 1, 1))
-        later = torch.stack((pending[:, :, 1] + taps[:, :, 1], taps[:, :, 0]), dim=2)
-        self.pending = later  # what frames <= t give the gates of t+1 and t+2
+        # row 3g + k of the weight is group g's tap k, read at t - 2 + k (see .causal): frame t
+        # gives tap 2 to its own gate, tap 1 to t+1's and tap 0 to t+2's
+        if tracing():  # one dense convolution whose outputs come ordered by that: 4-D splits
+            now, later, latest = F.conv2d(u, _by_lag(conv.weight), None, padding=1).split(2, 1)
+        else:
+            taps = F.conv2d(u, conv.weight, None, padding=1, groups=2).unflatten(1, (2, 3))
+            now, later, latest = taps[:, :, 2], taps[:, :, 1], taps[:, :, 0]  # (N, 2, H, W)
+        if self.pending is None:
+            owed_now, owed_later = torch.zeros_like(now), torch.zeros_like(now)
+        else:
+            owed_now, owed_later = self.pending.split(2, 1)
+        gate = torch.tanh(now + owed_now + conv.bias.view(1, 2, 1, 1))
+        self.pending = torch.cat((owed_later + later, latest), 1)  # for t+1, for t+2
         return gate
+
+
+def _by_lag(weight: Tensor) -> Tensor:
+    """The grouped ``(6, C/2, 3, 3)`` gate weight as a dense ``(6, C, 3, 3)`` one (zeros across
+    groups) with rows [tap 2 of both groups, tap 1, tap 0]: in an exported graph these are
+    constants, and one dense convolution with six outputs ran faster than the grouped one."""
+    zeros = torch.zeros_like(weight[:3])
+    dense = torch.cat((torch.cat((weight[:3], zeros), 1), torch.cat((zeros, weight[3:]), 1)))
+    return dense[[2, 5, 1, 4, 0, 3]]
 
 
 class _ShiftStream:
@@ -191,11 +205,18 @@ class GateShiftStream(StreamAdapter):
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
         gate = self.gate.step(x, self.module)  # (N, 2, H, W)
-        if tracing():  # plain NCHW ops for an exported graph (no in-place, no 6-D transpose)
-            shifted, residual = self.shift.step(x, gate)
-            z = torch.stack([s + r for s, r in zip(shifted, residual, strict=True)], dim=1)
-            return same_format_as(merge_halves(z.unsqueeze(1), self.module.interleave), x)
         n, c, h, w = x.shape
+        if tracing():  # 4-D channel splits for an exported graph (no in-place, no 6-D transpose)
+            parts = []
+            for k, (xk, gk) in enumerate(zip(x.split(c // 2, 1), gate.split(1, 1), strict=True)):
+                yk = xk * gk.to(x.dtype)
+                history = self.shift.halves[k]
+                parts.append(xk - yk + history.back(SHIFT_BACK[k], yk))  # R_k + S_k
+                history.push(yk)
+            z = torch.cat(parts, 1)
+            if self.module.interleave:  # (N, 2 halves, 2, C/4, H, W) -> (N, 2, C/4, 2, H, W)
+                z = z.unflatten(1, (2, 2, c // 4)).transpose(2, 3).reshape(n, c, h, w)
+            return same_format_as(z, x)
         # channels last (the backbone's layout): one copy for the interleave, none otherwise;
         # the histories hold (N, C/2, H, W) views, the layout of the traced path above
         xg = x.permute(0, 2, 3, 1).unflatten(3, (2, c // 2))  # (N, H, W, 2, C/2), a view
