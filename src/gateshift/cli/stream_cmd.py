@@ -82,7 +82,7 @@ def register(sub: Any) -> None:
         default="torch",
         choices=["torch", "onnxruntime"],
         help="torch (default), or onnxruntime on the run's streaming export (write it with "
-        "`gateshift export RUN --stream`; on CPUs faster per frame, see the README's streaming speed)",
+        "`gateshift export RUN --stream`; faster per frame on CPUs: README, streaming speed)",
     )
     p.add_argument(
         "--onnx",
