@@ -9,6 +9,9 @@ written directly (0666 minus the umask).
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -22,3 +25,19 @@ def publish(tmp: str | Path, path: str | Path) -> None:
     """Rename the finished temporary ``tmp`` to ``path`` with the mode a new file gets."""
     os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
+
+
+@contextmanager
+def staged(path: Path, suffix: str) -> Iterator[Path]:
+    """An empty temporary file beside ``path`` (``path``'s folder made if needed): what is
+    written to it becomes ``path`` when the block ends without an error, and nothing otherwise
+    (a file that fails its checks leaves no trace)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        publish(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,7 +45,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gateshift._files import publish
+from gateshift._files import staged
 from gateshift._version import __version__
 from gateshift.deploy._onnx_rewrite import pools_as_depthwise_convs
 from gateshift.inference.bundle import Bundle, load_bundle, load_bundle_config
@@ -187,17 +186,13 @@ def export_checked(
         raise ValueError("an int8 export needs calibration clips (a run's training clips)")
     import_onnxruntime()  # the clear error before a long export
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = dict(metadata or default_metadata(model))
     size = int(metadata["input_spec"]["crop_size"])
     if clips is None:
         clips = random_clips(model, 8, size=size)
     elif clips.shape[-1] != size:  # the file is fixed to the size it is exported (and checked) at
         metadata["input_spec"] = _at_size(metadata["input_spec"], int(clips.shape[-1]))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with staged(path, ".onnx") as tmp:
         with _quiet_tools():
             _write(model, tmp, opset, {**metadata, "precision": precision})
         want = _reference_logits(model, clips)
@@ -212,9 +207,6 @@ def export_checked(
                 _to_int8(tmp, calibration)
         if precision != "fp32":
             report = _parity(model.name, tmp, clips, want, precision, limit, agree)
-        publish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     log.info("exported %s to %s (max relative error %.2e)", model.name, path, report[0])
     return ExportReport(str(path), precision, report[0], report[1], len(clips), clips_source)
 

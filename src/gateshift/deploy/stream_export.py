@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from gateshift._files import publish
+from gateshift._files import staged
 from gateshift.deploy.export import (
     _quiet_tools,
     default_metadata,
@@ -49,7 +47,7 @@ from gateshift.deploy.export import (
 )
 from gateshift.deploy.streaming import FrameWindow, Streamer, check_causal, check_frame
 from gateshift.inference.bundle import load_bundle
-from gateshift.inference.onnx_runtime import import_onnxruntime, read_metadata
+from gateshift.inference.onnx_runtime import import_onnxruntime, ort_session, read_metadata
 from gateshift.models.recognizer import Recognizer
 from gateshift.models.temporal.insert import TemporalWrap
 from gateshift.models.temporal.stream import StreamAdapter, stream_module
@@ -129,7 +127,6 @@ def export_stream_checked(
     check_causal(model)
     import_onnxruntime()  # the clear error before a long export
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = dict(metadata or default_metadata(model))
     size = int(metadata["input_spec"]["crop_size"])
     if clips is None:
@@ -143,10 +140,7 @@ def export_stream_checked(
     batch = torch.export.Dim("batch", min=1, max=4096)
     example = (torch.randn(2, 3, size, size), [torch.zeros(2, *s) for s in shapes])
     names = [f"state_{i}" for i in range(len(shapes))]
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with staged(path, ".onnx") as tmp:
         with _quiet_tools():
             write_onnx(
                 step,
@@ -160,9 +154,6 @@ def export_stream_checked(
                 name=f"{model.name} (streaming step)",
             )
         error, agreement = _stream_parity(model, tmp, clips, tolerance)
-        publish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     log.info("wrote %s: %d state tensors, max relative error %.2e", path, len(shapes), error)
     return StreamExportReport(
         str(path), len(shapes), error, agreement, int(clips.shape[0] * clips.shape[1]), clips_source
@@ -231,7 +222,6 @@ class OnnxStreamer(FrameWindow):
     def __init__(
         self, path: str | Path, *, window: int | None = None, threads: int | None = None
     ) -> None:
-        ort = import_onnxruntime()
         self.path = Path(path)
         self.meta = read_metadata(self.path)
         if "stream" not in self.meta:
@@ -241,16 +231,7 @@ class OnnxStreamer(FrameWindow):
             )
         super().__init__(window or int(self.meta["num_segments"]))
         self.shapes = [tuple(int(d) for d in s) for s in self.meta["stream"]["states"]]
-        options = ort.SessionOptions()
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as err:  # ORT raises its own exception types for bad files
-            raise ValueError(f"{self.path} is not a model ONNX Runtime can load: {err}") from None
+        self.session = ort_session(self.path, threads)
         self._inputs = [i.name for i in self.session.get_inputs()]
         self._state: list[np.ndarray] | None = None
 

@@ -42,24 +42,27 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
+def ort_session(path: str | Path, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session on ``path``; a clear error for a file it cannot load."""
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    # idle worker threads sleep instead of spinning: predict decodes video between runs, and
+    # spinning threads would take those cores from the decoder (and from other runtimes)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # ORT raises its own exception types for bad files
+        raise ValueError(f"{path} is not a model ONNX Runtime can load: {err}") from None
+
+
 class OnnxNetwork:
     """An ONNX Runtime session as a :class:`~gateshift.inference.network.Network`: float32
     ``(B, T, C, H, W)`` clips -> ``(B, classes)`` float32 logits on the CPU."""
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
-        ort = import_onnxruntime()
-        options = ort.SessionOptions()
-        # idle worker threads sleep instead of spinning: predict decodes video between runs, and
-        # spinning threads would take those cores from the decoder (and from other runtimes)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as err:  # ORT raises its own exception types for bad files
-            raise ValueError(f"{path} is not a model ONNX Runtime can load: {err}") from None
+        self.session = ort_session(path, threads)
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, clips: Tensor, /) -> Tensor:
