@@ -75,7 +75,7 @@ class StreamStep(nn.Module):
                 adapter = stream_module(wrap.temporal)
                 wrap.temporal = adapter
                 self.adapters.append(adapter)
-        self._sizes = [sum(part.size for part in a._parts()) for a in self.adapters]
+        self._sizes = [adapter.state_size for adapter in self.adapters]
 
     def forward(self, frame: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         if len(state) != sum(self._sizes):

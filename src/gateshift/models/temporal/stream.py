@@ -98,17 +98,20 @@ class StreamAdapter(nn.Module):
             raise RuntimeError("no frame streamed since the last reset: no state to read")
         return [t for part in self._parts() for t in part.as_list()]
 
+    @property
+    def state_size(self) -> int:
+        """How many tensors :meth:`state` lists."""
+        return sum(part.size for part in self._parts())
+
     def load_state(self, tensors: list[Tensor]) -> None:
         """Continue from ``tensors`` (as :meth:`state` lists them; zeros: the first frame)."""
         self.reset()
-        parts = self._parts()
-        if len(tensors) != sum(part.size for part in parts):
+        if len(tensors) != self.state_size:
             raise ValueError(
-                f"{type(self).__name__} takes {sum(p.size for p in parts)} state tensors, "
-                f"got {len(tensors)}"
+                f"{type(self).__name__} takes {self.state_size} state tensors, got {len(tensors)}"
             )
         at = 0
-        for part in parts:
+        for part in self._parts():
             part.load(list(tensors[at : at + part.size]))
             at += part.size
 
