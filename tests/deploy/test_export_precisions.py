@@ -66,13 +66,16 @@ def test_int8_export_is_quantised_except_the_gate_convolutions(tmp_path: Path) -
     assert len(gates) == sum(hasattr(m, "conv3D") for m in model.modules()) == 8
     assert all(n.input[1] not in dequantized for n in gates)  # ... take float weights
     assert any(n.input[1] in dequantized for n in convs if n not in gates)
+    # the gates' batch norms are int8 depthwise convolutions, not float islands
+    assert "BatchNormalization" not in ops
     assert read_metadata(report.path)["precision"] == "int8"
 
 
 def _is_gate(node: object, dims: list[int]) -> bool:
-    """A GSM gate's convolution in the exported graph: 3 temporal taps x 2 groups of 3x3."""
+    """A GSM gate's convolution in the exported graph: 3 temporal taps x 2 groups of 3x3, as
+    one dense convolution (zeros across the groups)."""
     groups = [a.i for a in node.attribute if a.name == "group"]  # type: ignore[attr-defined]
-    return len(dims) == 4 and dims[0] == 6 and dims[2:] == [3, 3] and groups == [2]
+    return len(dims) == 4 and dims[0] == 6 and dims[2:] == [3, 3] and groups in ([], [1])
 
 
 def _dims(graph: object, name: str) -> list[int]:
@@ -184,5 +187,45 @@ def test_average_pools_become_exact_depthwise_convolutions_for_int8() -> None:
     want = ort.InferenceSession(proto.SerializeToString()).run(None, feed)[0]
     assert pools_as_depthwise_convs(proto) == 1  # the stride-2 pool is not a plain conv
     assert [n.op_type for n in proto.graph.node] == ["Conv", "AveragePool"]
+    got = ort.InferenceSession(proto.SerializeToString()).run(None, feed)[0]
+    torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(want))
+
+
+def test_batch_norms_on_frames_become_exact_depthwise_convolutions_for_int8() -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    from gateshift.deploy._onnx_rewrite import batchnorms_as_depthwise_convs
+
+    g = torch.Generator().manual_seed(0)
+    stats = [
+        numpy_helper.from_array(t.numpy(), name)
+        for name, t in zip(
+            ("s", "b", "m", "v"),
+            (
+                torch.randn(3, generator=g),
+                torch.randn(3, generator=g),
+                torch.randn(3, generator=g),
+                torch.rand(3, generator=g) + 0.5,
+            ),
+            strict=True,
+        )
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 5, 6])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 5, 6])
+    f = helper.make_tensor_value_info("f", TensorProto.FLOAT, [2, 3])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 3])
+    nodes = [
+        helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], epsilon=1e-3),
+        helper.make_node("ReduceMean", ["y"], ["f"], axes=[2, 3], keepdims=0),
+        helper.make_node("BatchNormalization", ["f", "s", "b", "m", "v"], ["z"]),  # 2-D: kept
+    ]
+    graph = helper.make_graph(nodes, "g", [x], [z], stats, value_info=[y, f])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    import onnxruntime as ort
+
+    feed = {"x": torch.randn(2, 3, 5, 6, generator=g).numpy()}
+    want = ort.InferenceSession(proto.SerializeToString()).run(None, feed)[0]
+    assert batchnorms_as_depthwise_convs(proto) == 1
+    assert [n.op_type for n in proto.graph.node] == ["Conv", "ReduceMean", "BatchNormalization"]
     got = ort.InferenceSession(proto.SerializeToString()).run(None, feed)[0]
     torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(want))

@@ -47,7 +47,7 @@ from torch import Tensor
 
 from gateshift._files import staged
 from gateshift._version import __version__
-from gateshift.deploy._onnx_rewrite import pools_as_depthwise_convs
+from gateshift.deploy._onnx_rewrite import batchnorms_as_depthwise_convs, pools_as_depthwise_convs
 from gateshift.inference.bundle import Bundle, load_bundle, load_bundle_config
 from gateshift.inference.onnx_runtime import (
     METADATA_KEY,
@@ -329,7 +329,7 @@ def _to_fp16(path: Path) -> None:
 
 def _to_int8(path: Path, calibration: Tensor) -> None:
     """Quantise the fp32 file at ``path`` in place: QDQ, int8 weights per channel, uint8
-    activations with min/max ranges from ``calibration``; the gates stay float
+    activations with min/max ranges from ``calibration``; the gates' convolutions stay float
     (:func:`_float_nodes`)."""
     import onnx
     from onnxruntime.quantization import (
@@ -352,7 +352,8 @@ def _to_int8(path: Path, calibration: Tensor) -> None:
         prepared = Path(folder) / "prepared.onnx"
         quant_pre_process(str(path), str(prepared))
         proto = onnx.load(str(prepared))
-        if pools_as_depthwise_convs(proto):  # fast int8 kernels (see _onnx_rewrite)
+        # fast int8 kernels for both (see _onnx_rewrite)
+        if pools_as_depthwise_convs(proto) + batchnorms_as_depthwise_convs(proto):
             onnx.save(proto, str(prepared))
         float_nodes = _float_nodes(proto)
         quantize_static(
@@ -378,15 +379,13 @@ FLOAT_OPS = ("BatchNormalization",)
 
 def _float_nodes(proto: Any) -> list[str]:
     """Nodes int8 leaves in float: the gates' convolutions (their tanh planes scale every
-    shifted feature; a grouped 3x3 with 6 outputs, or a 3-D one in older files) and the batch
-    norms no convolution absorbed (the gates' input norm, a norm after a temporal module):
-    cheap ops next to the backbone's convolutions."""
+    shifted feature; 3x3 with 6 outputs, dense or grouped) and any batch norm left (those on
+    frames became depthwise convolutions, :func:`.batchnorms_as_depthwise_convs`)."""
     shapes = {t.name: tuple(t.dims) for t in proto.graph.initializer}
 
     def gate_conv(node: Any) -> bool:
         shape = shapes.get(node.input[1], ())
-        groups = next((a.i for a in node.attribute if a.name == "group"), 1)
-        return len(shape) == 5 or (len(shape) == 4 and shape[0] == 6 and groups == 2)
+        return len(shape) == 5 or (len(shape) == 4 and shape[0] == 6 and shape[2:] == (3, 3))
 
     return [
         n.name

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from gateshift.models.temporal._cache import InferenceCache
 from gateshift.models.temporal._fast_gate import fold_gather_index
+from gateshift.models.temporal._time import tracing
 
 
 class GateConv(nn.Module):
@@ -102,6 +103,15 @@ def tap_sum_weight(num_segments: int, like: Tensor, *, first_tap: int) -> Tensor
     return weight.reshape(2 * t, 6 * t, 1, 1)
 
 
+def dense_taps(weight: Tensor) -> Tensor:
+    """The grouped ``(6, C/2, 3, 3)`` tap weight as the dense ``(6, C, 3, 3)`` one that gives
+    the same six maps (zeros across the two groups). In an exported graph it is a constant, and
+    ONNX Runtime's dense convolution with six outputs ran faster than its grouped one: on the
+    MobileNetV2 GSM (2-core Intel Xeon, 2 threads) the fp32 file went from 74 to 66 ms a clip."""
+    zeros = torch.zeros_like(weight[:3])
+    return torch.cat((torch.cat((weight[:3], zeros), 1), torch.cat((zeros, weight[3:]), 1)))
+
+
 def tap_sum_gate(
     x: Tensor, bn: nn.Module, conv: GateConv, num_segments: int, *, first_tap: int
 ) -> Tensor:
@@ -111,7 +121,10 @@ def tap_sum_gate(
     temporal tap's response, and one 1x1 convolution with :func:`tap_sum_weight` sums them
     over time, so a graph gets two convolutions and no slices, zero frames or adds."""
     u = F.relu(bn(x))  # (N*T, C, H, W)
-    taps = F.conv2d(u, conv.weight, None, padding=1, groups=2)  # (N*T, 6 = (g, k), H, W)
+    if tracing():  # exported graphs: the same sums as one dense convolution (see dense_taps)
+        taps = F.conv2d(u, dense_taps(conv.weight), None, padding=1)
+    else:
+        taps = F.conv2d(u, conv.weight, None, padding=1, groups=2)  # (N*T, 6 = (g, k), H, W)
     h, w = taps.shape[-2:]
     clip_taps = taps.reshape(-1, 6 * num_segments, h, w)  # channel 6t + 3g + k
     weight = tap_sum_weight(num_segments, taps, first_tap=first_tap)

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gateshift.models.temporal._gate import dense_taps
 from gateshift.models.temporal._time import same_format_as, tracing
 from gateshift.models.temporal.causal import SHIFT_BACK
 from gateshift.models.temporal.gsf import GateShiftFuse
@@ -166,12 +167,9 @@ class _GateStream:
 
 
 def _by_lag(weight: Tensor) -> Tensor:
-    """The grouped ``(6, C/2, 3, 3)`` gate weight as a dense ``(6, C, 3, 3)`` one (zeros across
-    groups) with rows [tap 2 of both groups, tap 1, tap 0]: in an exported graph these are
-    constants, and one dense convolution with six outputs ran faster than the grouped one."""
-    zeros = torch.zeros_like(weight[:3])
-    dense = torch.cat((torch.cat((weight[:3], zeros), 1), torch.cat((zeros, weight[3:]), 1)))
-    return dense[[2, 5, 1, 4, 0, 3]]
+    """The grouped gate weight as a dense one (:func:`._gate.dense_taps`) with rows [tap 2 of
+    both groups, tap 1, tap 0]."""
+    return dense_taps(weight)[[2, 5, 1, 4, 0, 3]]
 
 
 class _ShiftStream:
