@@ -30,3 +30,5 @@ def test_profile_table_and_bad_input(capsys: pytest.CaptureFixture[str]) -> None
     assert "unknown model 'nosuch_gsm'" in capsys.readouterr().err
     assert main(["profile", "resnet18_gsm", "--frames", "0"]) == 2
     assert "must be positive" in capsys.readouterr().err
+    assert main(["profile", "mobilenetv2_tsm", "--size", "0"]) == 2  # not the default 224
+    assert "--size must be positive, got 0" in capsys.readouterr().err

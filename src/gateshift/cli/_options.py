@@ -69,16 +69,16 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
     predict)."""
     p.add_argument(
         "--backend",
-        default="torch",
         choices=("torch", "onnxruntime", "openvino"),
         help=(
-            "what runs the network (default torch; onnxruntime, openvino: the exported file; "
-            "openvino runs it in fp32, or bf16 with --precision bf16)"
+            "what runs the network (default torch, onnxruntime when --onnx is given; "
+            "onnxruntime, openvino: the exported file; openvino runs it in fp32, or bf16 with "
+            "--precision bf16)"
         ),
     )
     p.add_argument(
         "--onnx",
-        help="with --backend onnxruntime/openvino: the file (default RUN/export/model.onnx)",
+        help="the exported file onnxruntime/openvino run (default RUN/export/model.onnx)",
     )
     p.add_argument(
         "--compile",
@@ -88,3 +88,15 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
             "$GATESHIFT_COMPILE_BACKEND names); the first batch waits for compilation"
         ),
     )
+
+
+def chosen_backend(args: argparse.Namespace) -> str:
+    """``--backend``, defaulting to onnxruntime when ``--onnx FILE`` names a file to run and to
+    torch otherwise; ``--onnx`` with ``--backend torch`` is an error, not ignored."""
+    if args.backend is None:
+        return "onnxruntime" if args.onnx else "torch"
+    if args.onnx and args.backend == "torch":
+        raise ValueError(
+            f"--onnx {args.onnx} is run by --backend onnxruntime or openvino, not torch"
+        )
+    return str(args.backend)

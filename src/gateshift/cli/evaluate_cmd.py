@@ -8,7 +8,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from gateshift.cli._options import add_backend_options, add_view_options, view_overrides
+from gateshift.cli._options import (
+    add_backend_options,
+    add_view_options,
+    chosen_backend,
+    view_overrides,
+)
 
 
 def register(sub: Any) -> None:
@@ -45,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         args.run,
         [*args.overrides, *view_overrides(args)],
         device=args.device,
-        backend=args.backend,
+        backend=chosen_backend(args),
         onnx=args.onnx,
         compile=args.compile,
     )

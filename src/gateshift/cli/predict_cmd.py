@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
-from gateshift.cli._options import add_backend_options, add_view_options, view_overrides
+from gateshift.cli._options import (
+    add_backend_options,
+    add_view_options,
+    chosen_backend,
+    view_overrides,
+)
 
 
 def register(sub: Any) -> None:
@@ -62,7 +68,15 @@ def run(args: argparse.Namespace) -> int:
         return _run_folder(args)
     if args.workers is not None:
         raise ValueError("--workers decodes for --out; give --out FILE")
+    from gateshift.data.discover import is_frame_folder
     from gateshift.deploy.predict import predict
+
+    for video in map(Path, args.videos):
+        if video.is_dir() and not is_frame_folder(video):
+            raise ValueError(
+                f"{video} is a folder but not a frame folder (numbered images): to classify "
+                "every video under it, give --out FILE (.csv or .jsonl)"
+            )
 
     results = predict(args.run, args.videos, view_overrides(args), **_network_options(args))
     if args.json:
@@ -83,7 +97,7 @@ def _network_options(args: argparse.Namespace) -> dict[str, Any]:
     """The options single-video and folder prediction share: backend, file, compile, top-k,
     device."""
     return {
-        "backend": args.backend,
+        "backend": chosen_backend(args),
         "onnx": args.onnx,
         "compile": args.compile,
         "top_k": args.top_k,

@@ -57,11 +57,17 @@ def _pct(a: float, b: float) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.frames < 1 or args.batch < 1 or args.repeats < 1:
         raise ValueError("--frames, --batch and --repeats must be positive")
+    if args.size is not None and args.size < 1:
+        raise ValueError(f"--size must be positive, got {args.size}")
     if args.threads:
         torch.set_num_threads(args.threads)
     backbone = args.name.rsplit("_", 1)[0]
     tsn_name = f"{backbone}_tsn"
-    size = args.size or create_model(args.name, num_classes=1).input_spec.crop_size
+    size = (
+        args.size
+        if args.size is not None
+        else create_model(args.name, num_classes=1).input_spec.crop_size
+    )
     cost = _cost(args.name, args, size)
     tsn = cost if tsn_name == args.name else _cost(tsn_name, args, size)
     # GSM/GSF inference on CPU uses compiled kernels where they build (GATESHIFT_NATIVE=0: off)

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any, TextIO
 
+from gateshift.cli._options import chosen_backend
+
 DESCRIPTION = (
     "Classify a live source one frame at a time with a causal run (trained with "
     "model.causal=true; an offline GSM/GSF/TSM reads the next frame and is refused): each fed "
@@ -79,15 +81,15 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
     p.add_argument(
         "--backend",
-        default="torch",
         choices=["torch", "onnxruntime"],
-        help="torch (default), or onnxruntime on the run's streaming export (write it with "
+        help="torch (default; onnxruntime when --onnx is given), or onnxruntime on the run's "
+        "streaming export (write it with "
         "`gateshift export RUN --stream`; faster per frame on CPUs: README, streaming speed)",
     )
     p.add_argument(
         "--onnx",
         metavar="FILE",
-        help="with --backend onnxruntime: the streaming export (default RUN/export/stream.onnx)",
+        help="the streaming export onnxruntime runs (default RUN/export/stream.onnx)",
     )
     p.set_defaults(handler=run)
 
@@ -106,8 +108,18 @@ def _printer(out: TextIO, as_json: bool) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateshift.deploy.stream_run import stream
+    from gateshift.deploy.stream_run import check_stream_flags, stream
 
+    backend = chosen_backend(args)
+    check_stream_flags(  # before --jsonl FILE is opened
+        every=args.every,
+        smooth=args.smooth,
+        reset=args.reset,
+        top_k=args.top_k,
+        retries=args.retries,
+        max_outputs=args.max_outputs,
+        stride_s=args.stride,
+    )
     out: TextIO = sys.stdout
     if args.jsonl not in (None, "-"):
         out = open(args.jsonl, "a", encoding="utf-8")  # noqa: SIM115  closed below
@@ -124,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             retries=args.retries,
             device=args.device,
             max_outputs=args.max_outputs,
-            backend=args.backend,
+            backend=backend,
             onnx=args.onnx,
         )
     finally:

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     for s in result.segments:
         print(f"{s.start:9.2f} {s.end:9.2f}  {s.label}  ({100 * s.score:.0f} %)")
     print(
-        f"{len(result.segments)} segments, {len(result.windows)} windows of "
+        f"{_count(len(result.segments), 'segment')}, {_count(len(result.windows), 'window')} of "
         f"{result.window_s:.3f} s every {result.stride_s:.3f} s; {result.duration_s:.1f} s of "
         f"video in {seconds:.1f} s ({result.duration_s / seconds:.1f} s of video per second)"
     )
@@ -102,3 +102,7 @@ def run(args: argparse.Namespace) -> int:
         if path:
             print(f"wrote {path}")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")

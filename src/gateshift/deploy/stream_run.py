@@ -162,6 +162,15 @@ def stream(
 
     ``backend="onnxruntime"`` steps the run's streaming export instead (``onnx``, default
     ``RUN/export/stream.onnx``, written by ``gateshift export RUN --stream``)."""
+    check_stream_flags(
+        every=every,
+        smooth=smooth,
+        reset=reset,
+        top_k=top_k,
+        retries=retries,
+        max_outputs=max_outputs,
+        stride_s=stride_s,
+    )
     cfg = load_bundle_config(run, overrides)
     settings = inference_settings(cfg)
     dev = resolve_device(device, what="device")
@@ -171,7 +180,7 @@ def stream(
         check_causal(bundle.model)
     except NotCausalError as err:
         raise NotCausalError(f"{run}: {err}") from None
-    smooth, reset = _options(bundle.model.num_segments, every, smooth, reset)
+    smooth, reset = _options(bundle.model.num_segments, smooth, reset)
     streamer = _streamer(run, bundle, smooth, backend, onnx, dev)
     transform = build_eval_transform(bundle.input_spec, num_crops=1)
     live = LiveSource(source, retries=retries, on_reconnect=streamer.reset)
@@ -242,20 +251,34 @@ def _streamer(
     return streamer
 
 
-def _options(
-    num_segments: int, every: int, smooth: int | None, reset: int | None
-) -> tuple[int, int]:
-    """``smooth`` and ``reset`` resolved (None: ``num_segments``); bad values name the flag."""
-    smooth = num_segments if smooth is None else smooth
-    reset = num_segments if reset is None else reset
+def check_stream_flags(
+    *,
+    every: int = 1,
+    smooth: int | None = None,
+    reset: int | None = None,
+    top_k: int = 5,
+    retries: int = 5,
+    max_outputs: int | None = None,
+    stride_s: float | None = None,
+) -> None:
+    """A bad option of :func:`stream` is an error naming its flag, before anything loads."""
     for flag, value, least in (
         ("--every", every, 1),
         ("--smooth", smooth, 1),
         ("--reset", reset, 0),
+        ("--top-k", top_k, 1),
+        ("--retries", retries, 0),
+        ("--max-outputs", max_outputs, 1),
     ):
-        if value < least:
+        if value is not None and value < least:
             raise ValueError(f"{flag} must be >= {least}, got {value}")
-    return smooth, reset
+    if stride_s is not None and not stride_s > 0:
+        raise ValueError(f"--stride must be positive, got {stride_s:g} s")
+
+
+def _options(num_segments: int, smooth: int | None, reset: int | None) -> tuple[int, int]:
+    """``smooth`` and ``reset`` resolved (None: ``num_segments``)."""
+    return (num_segments if smooth is None else smooth, num_segments if reset is None else reset)
 
 
 def _step(
